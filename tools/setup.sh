@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian ROS packages, the venv, the workspace links and the catkin build.
+# Each step checks first and does nothing when its result is already in place.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+ws="$root/.ws"
+
+step() { printf '[setup] %s\n' "$*"; }
+
+# 1. Debian packages: install only the ones missing.
+mapfile -t wanted < <(grep -v '^\s*#' ros-deps.txt | awk 'NF {print $1}')
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  step "apt-get install ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# 2. The venv, on Debian's interpreter so that rospy and cv_bridge are importable.
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+fi
+req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
+  step "pip install -r requirements.txt"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  echo "$req_hash" > "$venv/.requirements.sha256"
+fi
+
+# 3. The workspace: catkin stops at a folder with a package.xml, so link each package in.
+mkdir -p "$ws/src"
+ln -sfn ../.. "$ws/src/vla_deployment"
+for pkg in vla_*/; do
+  pkg="${pkg%/}"
+  [ -f "$pkg/package.xml" ] && ln -sfn "../../$pkg" "$ws/src/$pkg"
+done
+for link in "$ws"/src/*; do
+  [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
+done
+[ -e "$ws/src/CMakeLists.txt" ] || ln -sfn /usr/share/catkin/cmake/toplevel.cmake "$ws/src/CMakeLists.txt"
+
+# 4. Build when a build input is newer than the last build.
+stamp="$ws/devel/.vla_built"
+if [ ! -f "$stamp" ] || [ -n "$(find -L "$ws/src" -maxdepth 3 -newer "$stamp" \
+      \( -name package.xml -o -name CMakeLists.txt -o -name setup.py -o -name '*.msg' -o -name '*.srv' \) \
+      -not -path '*/.ws/*' -print -quit)" ]; then
+  step "catkin_make"
+  # shellcheck disable=SC1091
+  (cd "$ws" && PATH="$venv/bin:$PATH" catkin_make -DPYTHON_EXECUTABLE="$venv/bin/python" \
+      -DCATKIN_ENABLE_TESTING=ON > "$ws/build.log" 2>&1) || { tail -n 40 "$ws/build.log"; exit 1; }
+  touch "$stamp"
+fi
+step "ready"

@@ -1,0 +1,1 @@
+"""Policy inference node, policy runtime and encoders."""

@@ -1,0 +1,1 @@
+"""Robot agent, fleet manager, scheduler, OTA updater and maintenance (arrive with their issues)."""

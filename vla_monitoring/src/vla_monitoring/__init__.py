@@ -1,0 +1,1 @@
+"""Resource, metrics, log and alert monitoring (arrives with its issue)."""

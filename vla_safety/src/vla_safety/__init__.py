@@ -1,0 +1,1 @@
+"""Safety supervisor (sole publisher of cmd_vel) and health node."""

@@ -1,0 +1,1 @@
+"""Light multi-robot simulator with camera and lidar, and the reference VLA policy trained on it."""
