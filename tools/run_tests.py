@@ -87,6 +87,16 @@ def rostest_files(pattern: str | None) -> list[tuple[str, Path]]:
     return found
 
 
+def print_node_logs(log_dir: Path, lines: int = 40) -> None:
+    """Shows the end of each node's log: rostest keeps node output out of its own."""
+    for log in sorted(log_dir.rglob("*.log")):
+        if log.name.startswith(("roslaunch", "master", "rosout", "rostest")):
+            continue
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            print(f"----- {log.name} (last {len(tail)} lines)", *tail, sep="\n", flush=True)
+
+
 def run_one_rostest(pkg: str, test_file: Path) -> Tally:
     label = f"{pkg}/{test_file.name}"
     with tempfile.TemporaryDirectory() as ros_home:
@@ -94,7 +104,7 @@ def run_one_rostest(pkg: str, test_file: Path) -> Tally:
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                ["rostest", "--text", pkg, test_file.name],
+                ["rostest", pkg, test_file.name],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, timeout=ROSTEST_TIMEOUT_S,
             )
@@ -106,9 +116,11 @@ def run_one_rostest(pkg: str, test_file: Path) -> Tally:
             output += f"\n[run_tests] timed out after {ROSTEST_TIMEOUT_S} s"
         elapsed = time.monotonic() - started
         tally = Tally()
-        for xml in Path(ros_home, "test_results").rglob("*.xml"):
-            if xml.name.startswith("rostest-"):
-                continue  # the summary file repeats the per-test-node files
+        results = sorted(Path(ros_home, "test_results").rglob("*.xml"))
+        # rosunit-* hold the test cases of each test node; rostest-* only summarises them,
+        # but it is all there is when a test node died before writing its own file.
+        per_node = [xml for xml in results if not xml.name.startswith("rostest-")]
+        for xml in per_node or results:
             try:
                 tally.add(junit_tally(xml, label))
             except ET.ParseError:
@@ -125,6 +137,7 @@ def run_one_rostest(pkg: str, test_file: Path) -> Tally:
         print(f"--- rostest {label}: {status} ({counts})", flush=True)
         if tally.failed:
             print(output[-6000:], flush=True)
+            print_node_logs(Path(ros_home, "log"))
         return tally
 
 

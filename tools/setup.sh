@@ -9,6 +9,11 @@ ws="$root/.ws"
 
 step() { printf '[setup] %s\n' "$*"; }
 
+# One set-up at a time: two catkin_make runs in one workspace corrupt each other.
+mkdir -p "$ws"
+exec 9>"$ws/.setup.lock"
+flock 9
+
 # 1. Debian packages: install only the ones missing.
 mapfile -t wanted < <(grep -v '^\s*#' ros-deps.txt | awk 'NF {print $1}')
 missing=()
@@ -49,9 +54,9 @@ done
 
 # 4. Build when a build input is newer than the last build.
 stamp="$ws/devel/.vla_built"
-if [ ! -f "$stamp" ] || [ -n "$(find -L "$ws/src" -maxdepth 3 -newer "$stamp" \
-      \( -name package.xml -o -name CMakeLists.txt -o -name setup.py -o -name '*.msg' -o -name '*.srv' \) \
-      -not -path '*/.ws/*' -print -quit)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find . -maxdepth 3 \( -path ./.ws -o -path ./.venv -o -path ./.git \) -prune -o \
+      -newer "$stamp" \( -name package.xml -o -name CMakeLists.txt -o -name setup.py -o -name '*.msg' -o -name '*.srv' \) \
+      -print -quit)" ]; then
   step "catkin_make"
   # shellcheck disable=SC1091
   (cd "$ws" && PATH="$venv/bin:$PATH" catkin_make -DPYTHON_EXECUTABLE="$venv/bin/python" \
