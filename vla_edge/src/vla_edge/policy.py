@@ -1,0 +1,198 @@
+"""The policy runtime: loads a verified TorchScript policy and runs it; small wrappers compose on it.
+
+Every policy follows openpi's shape, `infer(obs) -> dict`: obs holds `image` float32 [3, H, W]
+in 0..1 (or `vision_features` [512]) and `language` float32 [D]; the result holds `actions`
+float32 [T, 6] and `inference_ms`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from vla_edge.spec import ACTION_DIM, FEATURE_DIM, FORM_FEATURES, PolicySpec, SpecError, load_spec
+
+LOG = logging.getLogger(__name__)
+MAX_MODEL_BYTES = 2 << 30
+_IMAGE_ARGS = ("image", "language")
+_FEATURE_ARGS = ("vision_features", "language_features")
+
+
+class PolicyLoadError(RuntimeError):
+    """The policy cannot be used: missing, corrupt, checksum mismatch or incompatible spec."""
+
+
+class NonFiniteActionError(ValueError):
+    """The model produced NaN or inf; the chunk must never reach the robot."""
+
+
+class BasePolicy(Protocol):
+    spec: PolicySpec
+
+    def infer(self, obs: dict) -> dict: ...
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), the CPU otherwise."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise PolicyLoadError("device cuda requested but CUDA is not available")
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def configure_threads(requested: int = 0) -> int:
+    """Sets torch's intra-op threads; 0 picks one core less than the machine has (the other
+    nodes of the robot need one), at least 1 and at most 4 (small models gain nothing more)."""
+    threads = requested or max(1, min(4, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(threads)
+    # only settable once per process, before any parallel work; a hot swap lands in the suppress
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return threads
+
+
+@dataclass
+class TorchScriptPolicy:
+    """A TorchScript policy checked against its sidecar. Build it with `load_policy`."""
+
+    spec: PolicySpec
+    module: torch.jit.ScriptModule
+    device: torch.device
+    path: str
+
+    def _inputs(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        vision = obs["vision_features"] if self.spec.form == FORM_FEATURES else obs["image"]
+        vis = torch.from_numpy(np.ascontiguousarray(vision, dtype=np.float32)).unsqueeze(0).to(self.device)
+        lang = torch.from_numpy(np.ascontiguousarray(obs["language"], dtype=np.float32)).unsqueeze(0).to(self.device)
+        return vis, lang
+
+    def infer(self, obs: dict) -> dict:
+        vis, lang = self._inputs(obs)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.module(vis, lang)
+        if not isinstance(out, torch.Tensor):
+            raise PolicyLoadError(f"model returned {type(out).__name__}, expected a tensor")
+        actions = out.detach().to("cpu", torch.float32).numpy()
+        inference_ms = (time.perf_counter() - start) * 1000.0
+        if actions.ndim == 2:
+            actions = actions[:, None, :]
+        if actions.ndim != 3 or actions.shape[0] != 1 or actions.shape[2] != ACTION_DIM:
+            raise PolicyLoadError(f"model output shape {tuple(out.shape)} is not [1, {ACTION_DIM}] or [1, T, 6]")
+        return {"actions": actions[0], "inference_ms": inference_ms}
+
+
+def example_obs(spec: PolicySpec, rng: np.random.Generator | None = None) -> dict:
+    """An observation of the right shapes, for warm-up and tests."""
+    rng = rng or np.random.default_rng(0)
+    h, w = spec.image_size
+    obs = {"language": rng.standard_normal(spec.language_dim).astype(np.float32)}
+    if spec.form == FORM_FEATURES:
+        obs["vision_features"] = rng.random(FEATURE_DIM, dtype=np.float32)
+    else:
+        obs["image"] = rng.random((3, h, w), dtype=np.float32)
+    return obs
+
+
+def _check_signature(module: torch.jit.ScriptModule, spec: PolicySpec, path: Path) -> None:
+    try:
+        args = tuple(a.name for a in module.forward.schema.arguments)[1:]
+    except (AttributeError, RuntimeError):
+        return  # not every scripted module exposes a schema; warm-up still checks shapes
+    if len(args) != 2:
+        raise PolicyLoadError(f"{path}: forward takes {list(args)}, expected two inputs")
+    expected = _FEATURE_ARGS if spec.form == FORM_FEATURES else _IMAGE_ARGS
+    other = _IMAGE_ARGS if spec.form == FORM_FEATURES else _FEATURE_ARGS
+    if args == other:
+        raise PolicyLoadError(f"{path}: forward{args} does not match the sidecar's {spec.form} form {expected}")
+
+
+def load_policy(model_path: str | Path, device: str = "auto", warmup_runs: int = 3) -> TorchScriptPolicy:
+    """Verifies, loads and warms a policy; raises PolicyLoadError with one line saying what and where."""
+    path = Path(model_path).expanduser()
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise PolicyLoadError(str(exc)) from exc
+    except OSError as exc:
+        raise PolicyLoadError(f"cannot read {path}: {exc}") from exc
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise PolicyLoadError(f"{path}: model file larger than {MAX_MODEL_BYTES} bytes")
+    dev = pick_device(device)
+    try:
+        # TorchScript only: torch.jit.load never unpickles arbitrary Python objects.
+        module = torch.jit.load(str(path), map_location=dev)
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise PolicyLoadError(f"{path} is not a loadable TorchScript model: {first}") from exc
+    module.eval()
+    _check_signature(module, spec, path)
+    policy = TorchScriptPolicy(spec=spec, module=module, device=dev, path=str(path))
+    warm_up(policy, max(1, warmup_runs))
+    LOG.info("policy %s %s loaded from %s on %s (form %s, chunk %d)", spec.name, spec.version, path, dev,
+             spec.form, spec.chunk_length)
+    return policy
+
+
+def warm_up(policy: BasePolicy, runs: int) -> float:
+    """Runs the model on example inputs; checks the output shape; returns the last forward time [ms]."""
+    obs = example_obs(policy.spec)
+    ms = math.nan
+    for _ in range(runs):
+        try:
+            result = policy.infer(obs)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PolicyLoadError(f"{getattr(policy, 'path', '?')}: forward failed on a spec-shaped input: "
+                                  f"{first}") from exc
+        ms = result["inference_ms"]
+        t = result["actions"].shape[0]
+        if t != policy.spec.chunk_length:
+            raise PolicyLoadError(f"{getattr(policy, 'path', '?')}: model returns chunks of {t} steps, "
+                                  f"sidecar says chunk_length {policy.spec.chunk_length}")
+    return ms
+
+
+class FiniteGuard:
+    """Rejects any chunk holding NaN or inf, so it can never be published."""
+
+    def __init__(self, policy: BasePolicy):
+        self.policy = policy
+        self.spec = policy.spec
+
+    def infer(self, obs: dict) -> dict:
+        result = self.policy.infer(obs)
+        if not np.all(np.isfinite(result["actions"])):
+            raise NonFiniteActionError(f"model {self.spec.name} {self.spec.version} returned NaN or inf actions")
+        return result
+
+
+class ClampedPolicy:
+    """Clamps every action to the sidecar's limits; the unclamped chunk stays in `raw_actions`."""
+
+    def __init__(self, policy: BasePolicy):
+        self.policy = policy
+        self.spec = policy.spec
+        self._low = np.asarray(policy.spec.action_low, dtype=np.float32)
+        self._high = np.asarray(policy.spec.action_high, dtype=np.float32)
+
+    def infer(self, obs: dict) -> dict:
+        result = dict(self.policy.infer(obs))
+        result["raw_actions"] = result["actions"]
+        result["actions"] = np.clip(result["actions"], self._low, self._high)
+        return result
+
+
+def guarded(policy: BasePolicy) -> BasePolicy:
+    """The stack every published action goes through: finite check first, then the limits."""
+    return ClampedPolicy(FiniteGuard(policy))
