@@ -1,0 +1,147 @@
+"""Collision avoidance: obstacle points in the base frame and the speed scale that keeps clear of them.
+
+The robot is a disc of radius `robot_radius`. Its path under a constant body twist is an arc; a
+twist scaled by s follows the same arc, only s times as far within the horizon. So one prediction
+of the full twist gives the largest safe s: the fraction of the horizon before the first sample
+where the disc would come closer than `collision_threshold` to a point. Points already inside the
+threshold only forbid motion that brings the robot closer to them, so it can always back away,
+and turning in place never moves the disc.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class BadSensorDataError(ValueError):
+    """A sensor message whose content is inconsistent; the message says what is wrong."""
+
+
+def scan_points(ranges: np.ndarray, angle_min: float, angle_increment: float, range_min: float,
+                range_max: float) -> np.ndarray:
+    """Converts LaserScan ranges to points [N, 2] in the scanner frame; out-of-range beams are dropped."""
+    r = np.asarray(ranges, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise BadSensorDataError("scan has no ranges")
+    for name, value in (("angle_min", angle_min), ("angle_increment", angle_increment),
+                        ("range_min", range_min), ("range_max", range_max)):
+        if not math.isfinite(value):
+            raise BadSensorDataError(f"scan {name} is not finite ({value})")
+    if angle_increment == 0.0 or abs(angle_increment) * (r.size - 1) > 2 * math.pi + 1e-3:
+        raise BadSensorDataError(
+            f"scan angle_increment {angle_increment} does not fit {r.size} ranges within one turn")
+    if not 0.0 <= range_min < range_max:
+        raise BadSensorDataError(f"scan range_min {range_min} / range_max {range_max} are inconsistent")
+    valid = np.isfinite(r) & (r >= range_min) & (r <= range_max)
+    idx = np.flatnonzero(valid)
+    angles = angle_min + idx * angle_increment
+    rv = r[idx]
+    return np.stack([rv * np.cos(angles), rv * np.sin(angles)], axis=1)
+
+
+def to_base_frame(points: np.ndarray, pose: list[float] | tuple[float, ...]) -> np.ndarray:
+    """Transforms points [N, 2] or [N, 3] from a sensor frame at `pose` (x, y, z, yaw) to the base frame."""
+    x, y, z, yaw = pose
+    c, s = math.cos(yaw), math.sin(yaw)
+    out = np.empty_like(points, dtype=np.float64)
+    out[:, 0] = c * points[:, 0] - s * points[:, 1] + x
+    out[:, 1] = s * points[:, 0] + c * points[:, 1] + y
+    if points.shape[1] > 2:
+        out[:, 2] = points[:, 2] + z
+    return out
+
+
+def reduce_points(points: np.ndarray, max_range: float, voxel: float, max_points: int,
+                  z_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Keeps base-frame points that matter: finite, within `max_range`, inside `z_range` (3D input).
+
+    Returns [M, 2] with one point per `voxel` grid cell (the one nearest the robot is not needed:
+    the cell size is below the prediction's resolution), capped at `max_points` nearest ones.
+    """
+    if points.size == 0:
+        return np.zeros((0, 2))
+    p = points[np.isfinite(points).all(axis=1)]
+    if z_range is not None and p.shape[1] > 2:
+        p = p[(p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])]
+    xy = p[:, :2]
+    xy = xy[(np.abs(xy[:, 0]) <= max_range) & (np.abs(xy[:, 1]) <= max_range)]
+    d2 = np.einsum("ij,ij->i", xy, xy)
+    near = d2 <= max_range * max_range
+    xy, d2 = xy[near], d2[near]
+    if xy.shape[0] == 0:
+        return np.zeros((0, 2))
+    cells = np.floor(xy / voxel).astype(np.int64)
+    keys = cells[:, 0] * 1_000_003 + cells[:, 1]
+    _, first = np.unique(keys, return_index=True)
+    xy, d2 = xy[first], d2[first]
+    if xy.shape[0] > max_points:
+        keep = np.argpartition(d2, max_points)[:max_points]
+        xy = xy[keep]
+    return np.ascontiguousarray(xy)
+
+
+def predict_path(twist_xyw: tuple[float, float, float], horizon_s: float, steps: int) -> np.ndarray:
+    """Centre positions [steps + 1, 2] of the robot under a constant body twist, from t = 0 to the horizon."""
+    vx, vy, wz = twist_xyw
+    t = np.linspace(0.0, horizon_s, steps + 1)
+    if abs(wz) < 1e-6:
+        return np.stack([vx * t, vy * t], axis=1)
+    s, c = np.sin(wz * t), np.cos(wz * t)
+    return np.stack([(vx * s + vy * (c - 1.0)) / wz, (vx * (1.0 - c) + vy * s) / wz], axis=1)
+
+
+@dataclass(frozen=True)
+class CollisionResult:
+    """Outcome of one check: the speed scale and the point that limited it."""
+
+    scale: float  # 0..1 applied to the whole twist
+    limiting_point: tuple[float, float] | None  # base-frame point that set the scale (None when 1.0)
+    nearest_point: tuple[float, float] | None  # nearest obstacle point overall
+    nearest_clearance: float  # footprint edge to nearest point [m]; inf if none
+
+
+class CollisionChecker:
+    """Finds the largest fraction of a twist that keeps the footprint clear of obstacle points."""
+
+    def __init__(self, robot_radius: float, threshold: float, horizon_s: float, steps: int):
+        self.robot_radius = robot_radius
+        self.threshold = threshold
+        self.horizon_s = horizon_s
+        self.steps = steps
+        self._keep_out = robot_radius + threshold
+
+    def nearest(self, points: np.ndarray) -> tuple[tuple[float, float] | None, float]:
+        if points.shape[0] == 0:
+            return None, math.inf
+        d2 = np.einsum("ij,ij->i", points, points)
+        i = int(np.argmin(d2))
+        return (float(points[i, 0]), float(points[i, 1])), math.sqrt(float(d2[i])) - self.robot_radius
+
+    def check(self, twist_xyw: tuple[float, float, float], points: np.ndarray) -> CollisionResult:
+        """Largest scale in [0, 1] of the planar twist (vx, vy, wz) that stays clear over the horizon."""
+        nearest, clearance = self.nearest(points)
+        vx, vy, _ = twist_xyw
+        speed = math.hypot(vx, vy)
+        if points.shape[0] == 0 or speed < 1e-9:
+            return CollisionResult(1.0, None, nearest, clearance)  # a disc turning in place moves nothing
+        reach = speed * self.horizon_s + self._keep_out
+        d2_0 = np.einsum("ij,ij->i", points, points)
+        pts = points[d2_0 <= reach * reach]
+        if pts.shape[0] == 0:
+            return CollisionResult(1.0, None, nearest, clearance)
+        d2_0 = d2_0[d2_0 <= reach * reach]
+        path = predict_path(twist_xyw, self.horizon_s, self.steps)[1:]  # [K, 2]
+        # Squared distance of every point to every future centre: [K, N]
+        d2 = (path[:, 0:1] - pts[:, 0]) ** 2 + (path[:, 1:2] - pts[:, 1]) ** 2
+        limit2 = self._keep_out * self._keep_out
+        violating = (d2 < limit2) & (d2 < d2_0 - 1e-9)
+        hits = violating.any(axis=1)
+        if not hits.any():
+            return CollisionResult(1.0, None, nearest, clearance)
+        k = int(np.argmax(hits))  # first violating future sample (path index k + 1)
+        scale = k / self.steps
+        j = int(np.argmax(violating[k]))
+        return CollisionResult(scale, (float(pts[j, 0]), float(pts[j, 1])), nearest, clearance)

@@ -1,0 +1,177 @@
+"""The safety supervisor: from the policy's request and the sensors to the one twist the robot may follow.
+
+Plain inputs (numpy twists, base-frame points, monotonic seconds), one `Decision` per output tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_safety.collision import CollisionChecker
+from vla_safety.config import SafetyConfig
+from vla_safety.estop import EmergencyStopLatch
+from vla_safety.limits import ZERO_TWIST, AccelerationLimiter, CommandRejectedError, check_command, clamp_axes
+from vla_safety.watchdog import Watchdog
+
+LOG = logging.getLogger(__name__)
+
+OK, LIMITED, STOPPED, EMERGENCY_STOP = 0, 1, 2, 3
+LEVEL_NAMES = ("OK", "LIMITED", "STOPPED", "EMERGENCY_STOP")
+
+
+@dataclass
+class Decision:
+    """What the supervisor commands for one tick, and why."""
+
+    level: int
+    reason: str
+    commanded: np.ndarray
+    requested: np.ndarray
+    emergency_stop: bool
+    speed_scale: float = 1.0
+    nearest_obstacle_m: float = -1.0
+    nearest_obstacle: tuple[float, float] | None = None
+    limiting_obstacle: tuple[float, float] | None = None
+    clamped_axes: list[str] = field(default_factory=list)
+    rejected_commands: int = 0
+    cmd_age_s: float | None = None
+    sensor_ages_s: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return LEVEL_NAMES[self.level]
+
+
+class SafetySupervisor:
+    """Holds the newest request and obstacle points; `step(now)` decides the output twist."""
+
+    def __init__(self, config: SafetyConfig):
+        self.config = config
+        self._axis_limits = np.array(config.axis_limits, dtype=np.float64)
+        self._limiter = AccelerationLimiter(config.max_linear_accel, config.max_angular_accel)
+        self.latch = EmergencyStopLatch(config.trigger_hold)
+        self.checker = CollisionChecker(config.robot_radius, config.collision_threshold,
+                                        config.prediction_horizon, config.prediction_steps)
+        self._cmd_watchdog = Watchdog("cmd_vel_vla", config.cmd_timeout)
+        self.sensors = {name: Watchdog(name, config.sensor_timeout) for name in ("scan", "velodyne_points", "odom")}
+        self._obstacles: dict[str, np.ndarray] = {}
+        self._requested = ZERO_TWIST.copy()
+        self.rejection: str | None = None
+        self.rejected_commands = 0
+        self._last_step_s: float | None = None
+        self._last_level: int | None = None
+        self._last_reason = ""
+
+    # ------------------------------------------------------------------ inputs
+    def set_command(self, twist: np.ndarray, now_s: float) -> bool:
+        """Takes a new request; a refused one stops the robot until the next valid request."""
+        self._cmd_watchdog.feed(now_s)
+        try:
+            self._requested = check_command(twist, self.config.max_linear_magnitude,
+                                            self.config.max_angular_magnitude)
+        except CommandRejectedError as exc:
+            self.rejected_commands += 1
+            self.rejection = str(exc)
+            raw = np.asarray(twist, dtype=np.float64).reshape(-1)
+            self._requested = raw if raw.shape == (6,) else ZERO_TWIST.copy()
+            return False
+        self.rejection = None
+        return True
+
+    def set_obstacles(self, sensor: str, points_xy: np.ndarray, now_s: float) -> None:
+        """Replaces one sensor's base-frame obstacle points [N, 2]."""
+        self._obstacles[sensor] = points_xy
+        self.sensors[sensor].feed(now_s)
+
+    def note_sensor(self, sensor: str, now_s: float) -> None:
+        """Records that a sensor without obstacle points (odom) is alive."""
+        self.sensors[sensor].feed(now_s)
+
+    def trigger_estop(self, now_s: float, cause: str, signal: bool = False) -> bool:
+        """Latches the e-stop; True when newly latched (the caller then publishes a zero at once)."""
+        newly = self.latch.trigger(now_s, cause, signal)
+        if newly:
+            self._limiter.reset()
+        return newly
+
+    def reset(self, now_s: float) -> tuple[bool, str]:
+        """Clears a latched e-stop unless a cause persists."""
+        blockers = self._stale_sensor_reasons(now_s)
+        nearest, clearance = self.checker.nearest(self._points(now_s))
+        if nearest is not None and clearance < self.config.collision_threshold:
+            blockers.append(f"obstacle at ({nearest[0]:.2f}, {nearest[1]:.2f}) is {clearance:.2f} m away, "
+                            f"inside collision_threshold {self.config.collision_threshold:.2f} m")
+        ok, message = self.latch.reset(now_s, blockers)
+        if ok:
+            self._limiter.reset()
+        return ok, message
+
+    # ------------------------------------------------------------------ decision
+    def _points(self, now_s: float) -> np.ndarray:
+        fresh = [p for name, p in self._obstacles.items() if not self.sensors[name].expired(now_s)]
+        if not fresh:
+            return np.zeros((0, 2))
+        return fresh[0] if len(fresh) == 1 else np.concatenate(fresh)
+
+    def _stale_sensor_reasons(self, now_s: float) -> list[str]:
+        return [self.sensors[s].describe(now_s) for s in self.config.required_sensors
+                if self.sensors[s].expired(now_s)]
+
+    def step(self, now_s: float) -> Decision:
+        """Decides the twist for this tick (acceleration-limited from the previous tick's output)."""
+        dt = 1.0 / self.config.output_rate if self._last_step_s is None else now_s - self._last_step_s
+        self._last_step_s = now_s
+        d = Decision(level=OK, reason="", commanded=ZERO_TWIST.copy(), requested=self._requested.copy(),
+                     emergency_stop=self.latch.latched, rejected_commands=self.rejected_commands,
+                     cmd_age_s=self._cmd_watchdog.age(now_s),
+                     sensor_ages_s={n: w.age(now_s) for n, w in self.sensors.items()})
+        points = self._points(now_s)
+        d.nearest_obstacle, clearance = self.checker.nearest(points)
+        d.nearest_obstacle_m = clearance if math.isfinite(clearance) else -1.0
+        target, d.level, d.reason = self._target(now_s, points, d)
+        if d.level >= STOPPED:
+            d.speed_scale = 0.0
+        d.commanded = self._limiter.step(target, dt)
+        self._log_transition(d)
+        return d
+
+    def _target(self, now_s: float, points: np.ndarray, d: Decision) -> tuple[np.ndarray, int, str]:
+        if self.latch.latched:
+            return ZERO_TWIST, EMERGENCY_STOP, f"emergency stop latched: {self.latch.cause}"
+        stale = self._stale_sensor_reasons(now_s)
+        if stale:
+            return ZERO_TWIST, STOPPED, "stale sensor: " + "; ".join(stale)
+        if self._cmd_watchdog.expired(now_s):
+            return ZERO_TWIST, STOPPED, "command watchdog: " + self._cmd_watchdog.describe(now_s)
+        if self.rejection is not None:
+            return ZERO_TWIST, STOPPED, f"command refused: {self.rejection}"
+        twist, d.clamped_axes = clamp_axes(self._requested, self._axis_limits)
+        reasons = []
+        if d.clamped_axes:
+            reasons.append("clamped " + ", ".join(d.clamped_axes))
+        result = self.checker.check((twist[0], twist[1], twist[5]), points)
+        d.speed_scale = result.scale
+        d.limiting_obstacle = result.limiting_point
+        if result.scale < 1.0:
+            px, py = result.limiting_point
+            where = f"obstacle at ({px:.2f}, {py:.2f}) m in {self.config.base_frame}"
+            if result.scale > 0.0:
+                twist = twist * result.scale
+                reasons.append(f"collision avoidance: speed scaled to {result.scale:.2f} for {where}")
+            elif np.any(twist[3:] != 0.0):
+                twist = np.concatenate([np.zeros(3), twist[3:]])
+                reasons.append(f"collision avoidance: no safe linear motion ({where}), turning in place only")
+            else:
+                return ZERO_TWIST, STOPPED, f"collision avoidance: no safe motion, {where}"
+        return twist, (LIMITED if reasons else OK), "; ".join(reasons)
+
+    def _log_transition(self, d: Decision) -> None:
+        if d.level != self._last_level:
+            log = LOG.info if d.level <= LIMITED else LOG.warning
+            log("safety status %s -> %s%s", LEVEL_NAMES[self._last_level] if self._last_level is not None else "-",
+                d.status, f": {d.reason}" if d.reason else "")
+            self._last_level = d.level
