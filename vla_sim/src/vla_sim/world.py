@@ -6,6 +6,7 @@ the vectorised ray caster that serves the camera, the 2D lidar and the point clo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -334,6 +335,15 @@ class World:
         rb.vx = rb.vy = 0.0
         return 0.0, True
 
+    def snapshot(self) -> tuple[float, dict[str, Robot]]:
+        """A copy of the mutable state (robots and clock) for `restore`; the layout is not copied."""
+        return self.time_s, {rid: dataclasses.replace(rb, cmd=rb.cmd.copy()) for rid, rb in self.robots.items()}
+
+    def restore(self, snap: tuple[float, dict[str, Robot]]) -> None:
+        """Returns to a `snapshot`: used to look ahead with the expert without disturbing an episode."""
+        self.time_s = snap[0]
+        self.robots = {rid: dataclasses.replace(rb, cmd=rb.cmd.copy()) for rid, rb in snap[1].items()}
+
     # ------------------------------------------------------------------ ground truth
     def distance_to_target(self, robot_id: str) -> float | None:
         """Metres from the robot's edge to its target's edge, None without a target."""
@@ -420,10 +430,7 @@ class World:
         """Round primitives (round objects, then robots other than `exclude`) and their descriptors."""
         r = self.config.robot_radius_m
         others = [rb for rid, rb in self.robots.items() if rid != exclude]
-        if others:
-            arr = np.vstack([self._circ, np.array([[rb.x, rb.y, r] for rb in others])])
-        else:
-            arr = self._circ
+        arr = np.vstack([self._circ, np.array([[rb.x, rb.y, r] for rb in others])]) if others else self._circ
         return arr, self._circ_objs + others
 
     def casting_table(self, exclude: str | None = None) -> list:
