@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-
 from vla_safety.config import SafetyConfig
 from vla_safety.limits import AccelerationLimiter, CommandRejectedError, check_command, clamp_axes
 
@@ -12,12 +11,12 @@ LIMITS = np.array(CFG.axis_limits)
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_is_rejected_naming_the_axis(bad):
-    with pytest.raises(CommandRejectedError, match="non-finite.*angular.z"):
+    with pytest.raises(CommandRejectedError, match=r"non-finite.*angular\.z"):
         check_command(np.array([0.1, 0, 0, 0, 0, bad]), 2.0, 2.0)
 
 
 def test_magnitude_over_limit_is_refused_even_though_each_axis_would_clamp():
-    with pytest.raises(CommandRejectedError, match="linear magnitude 2.50"):
+    with pytest.raises(CommandRejectedError, match=r"linear magnitude 2\.50"):
         check_command(np.array([1.5, 2.0, 0, 0, 0, 0]), 2.0, 2.0)
     with pytest.raises(CommandRejectedError, match="angular magnitude"):
         check_command(np.array([0, 0, 0, 0, 0, -2.1]), 2.0, 2.0)

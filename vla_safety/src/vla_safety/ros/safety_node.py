@@ -19,7 +19,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger, TriggerResponse
 
 from vla_msgs.msg import SafetyStatus
-from vla_safety.collision import BadSensorDataError, reduce_points, to_base_frame
+from vla_safety.collision import BadSensorDataError, reduce_points
 from vla_safety.config import SafetyConfig
 from vla_safety.limits import ZERO_TWIST
 from vla_safety.ros.common import BadInputCounter, bridge_logging, load_config
@@ -111,8 +111,8 @@ class SafetyNode:
     def _on_scan(self, msg: LaserScan) -> None:
         if self._stamp_too_old(msg.header, "scan"):
             return
-        pts = to_base_frame(laserscan_points(msg), self.cfg.scan_pose)
-        pts = reduce_points(pts, self.reach, self.cfg.voxel_size, self.cfg.max_obstacle_points)
+        pts = reduce_points(laserscan_points(msg), self.cfg.scan_pose, self.reach, self.cfg.voxel_size,
+                            self.cfg.max_obstacle_points)
         with self.lock:
             self.sup.set_obstacles("scan", pts, self.clock())
 
@@ -120,8 +120,8 @@ class SafetyNode:
     def _on_cloud(self, msg: PointCloud2) -> None:
         if self._stamp_too_old(msg.header, "velodyne_points"):
             return
-        pts = to_base_frame(cloud_xyz(msg), self.cfg.cloud_pose)
-        pts = reduce_points(pts, self.reach, self.cfg.voxel_size, self.cfg.max_obstacle_points, self.z_range)
+        pts = reduce_points(cloud_xyz(msg), self.cfg.cloud_pose, self.reach, self.cfg.voxel_size,
+                            self.cfg.max_obstacle_points, self.z_range)
         with self.lock:
             self.sup.set_obstacles("velodyne_points", pts, self.clock())
 

@@ -1,0 +1,178 @@
+import math
+
+import numpy as np
+import pytest
+from vla_safety.collision import reduce_points
+from vla_safety.config import SafetyConfig
+from vla_safety.supervisor import EMERGENCY_STOP, LIMITED, OK, STOPPED, SafetySupervisor
+
+
+def twist(vx=0.0, vy=0.0, wz=0.0):
+    return np.array([vx, vy, 0, 0, 0, wz], dtype=float)
+
+
+FAR = np.array([[20.0, 20.0]])
+ORIGIN = (0.0, 0.0, 0.0, 0.0)
+
+
+class Rig:
+    """A supervisor with an injected clock and live sensors."""
+
+    def __init__(self, **overrides):
+        self.cfg = SafetyConfig(**overrides).validate()
+        self.sup = SafetySupervisor(self.cfg)
+        self.t = 100.0
+        self.points = FAR
+
+    def sensors(self):
+        for s in self.cfg.required_sensors:
+            if s == "odom":
+                self.sup.note_sensor(s, self.t)
+            else:
+                self.sup.set_obstacles(s, self.points, self.t)
+
+    def tick(self, dt=0.05, cmd=None, feed_sensors=True):
+        self.t += dt
+        if feed_sensors:
+            self.sensors()
+        if cmd is not None:
+            self.sup.set_command(cmd, self.t)
+        return self.sup.step(self.t)
+
+    def run(self, cmd, n=40):
+        d = None
+        for _ in range(n):
+            d = self.tick(cmd=cmd)
+        return d
+
+
+def test_valid_command_passes_after_ramp():
+    rig = Rig()
+    d = rig.tick(cmd=twist(0.5))
+    assert d.commanded[0] == pytest.approx(0.1)  # acceleration limit
+    d = rig.run(twist(0.5))
+    assert d.level == OK and d.reason == "" and d.commanded[0] == pytest.approx(0.5)
+
+
+def test_command_watchdog_zeroes_output():
+    rig = Rig()
+    rig.run(twist(0.5))
+    d = rig.tick(dt=0.3)
+    assert d.level == OK
+    d = rig.tick(dt=0.3)
+    assert d.level == STOPPED and "command watchdog" in d.reason and "cmd_vel_vla" in d.reason
+    assert not d.commanded.any()
+
+
+def test_stale_required_sensor_stops_with_its_name():
+    rig = Rig()
+    rig.run(twist(0.5))
+    rig.t += 0.6
+    rig.sup.set_obstacles("scan", FAR, rig.t)
+    rig.sup.set_command(twist(0.5), rig.t)
+    d = rig.sup.step(rig.t)
+    assert d.level == STOPPED and "velodyne_points" in d.reason and "scan" not in d.reason.split(":", 1)[1]
+    assert not d.commanded.any()
+
+
+def test_never_seen_sensor_stops():
+    rig = Rig()
+    d = rig.tick(cmd=twist(0.3), feed_sensors=False)
+    assert d.level == STOPPED and "no scan received yet" in d.reason
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_stops_and_counts_until_a_valid_command(bad):
+    rig = Rig()
+    rig.run(twist(0.5))
+    d = rig.tick(cmd=twist(bad))
+    assert d.level == STOPPED and "non-finite" in d.reason and d.rejected_commands == 1
+    assert not d.commanded.any()
+    d = rig.tick()
+    assert d.level == STOPPED  # stays stopped while the refused command is the newest
+    d = rig.tick(cmd=twist(0.2))
+    assert d.level == OK and d.rejected_commands == 1
+
+
+def test_clamps_are_limited_and_named():
+    rig = Rig()
+    d = rig.run(twist(1.5, -0.7, 1.2))
+    assert d.level == LIMITED and "clamped linear.x, linear.y, angular.z" in d.reason
+    np.testing.assert_allclose(d.commanded[[0, 1, 5]], [1.0, -0.5, 1.0])
+
+
+def test_magnitude_refusal_stops():
+    rig = Rig()
+    rig.run(twist(0.5))
+    d = rig.tick(cmd=twist(1.8, 1.8))
+    assert d.level == STOPPED and "linear magnitude" in d.reason and not d.commanded.any()
+
+
+def test_obstacle_ahead_limits_naming_point_and_scale():
+    rig = Rig()
+    ys = np.arange(-2, 2, 0.02)
+    rig.points = reduce_points(np.stack([np.full_like(ys, 1.5), ys], 1), ORIGIN, 3.0, 0.05, 5000)
+    d = rig.run(twist(1.0))
+    assert d.level == LIMITED and "speed scaled to" in d.reason and "(1.50," in d.reason
+    assert 0 < d.speed_scale < 1 and d.commanded[0] == pytest.approx(d.speed_scale, abs=1e-9)
+    assert d.nearest_obstacle_m == pytest.approx(1.3, abs=0.03)
+
+
+def test_no_safe_motion_stops_but_turning_in_place_is_allowed():
+    rig = Rig()
+    rig.points = np.array([[0.65, 0.0]])
+    d = rig.run(twist(0.5))
+    assert d.level == STOPPED and "no safe motion" in d.reason
+    d = rig.run(twist(0.5, 0, 0.8))
+    assert d.level == LIMITED and "turning in place" in d.reason
+    np.testing.assert_allclose(d.commanded[[0, 1, 5]], [0, 0, 0.8])
+    d = rig.run(twist(0, 0, 0.8))
+    assert d.level == OK
+
+
+def test_robot_closing_in_on_a_wall_never_breaches_the_threshold():
+    """Closed loop: a point robot kinematics + the supervisor, full speed at a wall."""
+    rig = Rig()
+    x = 0.0
+    wall = 3.0
+    ys = np.arange(-2, 2, 0.02)
+    for _ in range(200):
+        rel = np.stack([np.full_like(ys, wall - x), ys], 1)
+        rig.points = reduce_points(rel, ORIGIN, 3.0, 0.05, 5000)
+        d = rig.tick(cmd=twist(1.0))
+        x += d.commanded[0] * 0.05
+    assert wall - x - 0.2 >= 0.5 - 1e-6
+    assert wall - x - 0.2 < 0.6
+
+
+def test_estop_latches_and_reset_is_refused_while_cause_persists():
+    rig = Rig()
+    rig.run(twist(0.5))
+    assert rig.sup.trigger_estop(rig.t, "emergency_stop/trigger", signal=True)
+    assert not rig.sup.trigger_estop(rig.t, "emergency_stop/trigger", signal=True)  # spam: no new latch
+    d = rig.tick(cmd=twist(0.5))
+    assert d.level == EMERGENCY_STOP and d.emergency_stop and not d.commanded.any()
+    ok, msg = rig.sup.reset(rig.t)
+    assert not ok and "emergency_stop/trigger was true" in msg
+    rig.run(twist(0.5), n=25)  # 1.25 s later: signal hold expired
+    rig.points = np.array([[0.5, 0.0]])
+    rig.tick()
+    ok, msg = rig.sup.reset(rig.t)
+    assert not ok and "inside collision_threshold" in msg
+    rig.points = FAR
+    rig.tick()
+    rig.t += 1.0  # sensors go stale
+    ok, msg = rig.sup.reset(rig.t)
+    assert not ok and "no scan for" in msg
+    d = rig.tick(cmd=twist(0.5))
+    ok, msg = rig.sup.reset(rig.t)
+    assert ok, msg
+    d = rig.tick(cmd=twist(0.5))
+    assert d.level == OK and not d.emergency_stop and d.commanded[0] == pytest.approx(0.1)
+
+
+def test_service_trigger_has_no_hold():
+    rig = Rig()
+    rig.tick(cmd=twist(0.1))
+    rig.sup.trigger_estop(rig.t, "service")
+    assert rig.sup.reset(rig.t)[0]
