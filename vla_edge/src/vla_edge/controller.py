@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_edge.chunking import ActionQueue, Chunk, StepAction
-from vla_edge.config import InferenceConfig
+from vla_edge.config import InferenceConfig, step_wait_s
 from vla_edge.encoders import EncodingError, ImagePreprocessor, TextEncoder, vision_features
 from vla_edge.policy import BasePolicy, NonFiniteActionError, PolicyLoadError, guarded
 from vla_edge.spec import FORM_FEATURES, PolicySpec
@@ -53,11 +53,12 @@ class Runtime:
     spec: PolicySpec
     preprocess: ImagePreprocessor
     encoder: TextEncoder
+    path: str = ""
 
     @classmethod
     def build(cls, policy: BasePolicy, encoder: TextEncoder) -> Runtime:
         return cls(policy=guarded(policy), spec=policy.spec, preprocess=ImagePreprocessor(policy.spec),
-                   encoder=encoder)
+                   encoder=encoder, path=str(getattr(policy, "path", "")))
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,14 @@ class InferenceController:
     def task(self) -> Task | None:
         return self._task
 
+    @property
+    def has_frame(self) -> bool:
+        return self._frame is not None
+
+    @property
+    def has_lidar(self) -> bool:
+        return self._lidar is not None
+
     def submit_frame(self, frame: Frame) -> None:
         self._frame = frame  # one slot: a newer frame replaces an older one
 
@@ -194,7 +203,7 @@ class InferenceController:
         if act is None:
             if self._pending is None:
                 self._submit(frame, task, n)
-            waited_ms = self._collect(self.config.inference_timeout)
+            waited_ms = self._collect(step_wait_s(self.config))
             with self._lock:
                 act = self._queue.action_at(n)
         if act is None:
