@@ -73,7 +73,8 @@ class TorchScriptPolicy:
     def _inputs(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         vision = obs["vision_features"] if self.spec.form == FORM_FEATURES else obs["image"]
         vis = torch.from_numpy(np.ascontiguousarray(vision, dtype=np.float32)).unsqueeze(0).to(self.device)
-        lang = torch.from_numpy(np.ascontiguousarray(obs["language"], dtype=np.float32)).unsqueeze(0).to(self.device)
+        # the cached embedding is read-only: copy its few hundred floats rather than alias it
+        lang = torch.from_numpy(np.array(obs["language"], dtype=np.float32)).unsqueeze(0).to(self.device)
         return vis, lang
 
     def infer(self, obs: dict) -> dict:
