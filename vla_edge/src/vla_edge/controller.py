@@ -106,6 +106,7 @@ class InferenceController:
         self._queue = ActionQueue(config.temporal_ensembling, config.ensembling_decay)
         self._executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla_infer")
         self._pending: cf.Future | None = None
+        self._pending_generation = -1
         self._frame: Frame | None = None
         self._lidar: np.ndarray | None = None
         self._task: Task | None = None
@@ -201,9 +202,12 @@ class InferenceController:
             act = self._queue.action_at(n)
         waited_ms = 0.0
         if act is None:
+            budget_s = step_wait_s(self.config)
+            if self._pending is not None and self._pending_generation != self._generation:
+                waited_ms += self._collect(budget_s)  # a chunk for an old task or model: drain, then ask anew
             if self._pending is None:
                 self._submit(frame, task, n)
-            waited_ms = self._collect(step_wait_s(self.config))
+            waited_ms += self._collect(max(0.0, budget_s - waited_ms / 1000.0))
             with self._lock:
                 act = self._queue.action_at(n)
         if act is None:
@@ -272,6 +276,7 @@ class InferenceController:
     def _submit(self, frame: Frame, task: Task, start_step: int) -> None:
         with self._lock:
             generation, rt, lidar = self._generation, self._rt, self._lidar
+        self._pending_generation = generation
         self._pending = self._executor.submit(self._infer, rt, frame, task, lidar, start_step, generation)
 
     def _collect(self, timeout_s: float) -> float:

@@ -2,7 +2,6 @@ import time
 
 import numpy as np
 import pytest
-
 from vla_edge.config import build_config
 from vla_edge.controller import ACTION, IDLE, NO_IMAGE, STALE, STOP, WAITING, Frame, InferenceController, Runtime
 from vla_edge.encoders import CachedTextEncoder, EncodingError, HashedTextEncoder
