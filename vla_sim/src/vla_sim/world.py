@@ -262,11 +262,15 @@ class World:
         return True
 
     def set_target(self, robot_id: str, target: str | None, task: str | None = None) -> None:
-        """Gives a robot a target object (one of TARGET_NAMES) or clears it with None."""
+        """Gives a robot a task text and its target object (one of TARGET_NAMES); None clears either.
+
+        A task whose target could not be resolved keeps its text with target None, so `sim/state`
+        shows what the operator asked for.
+        """
         rb = self.robot(robot_id)
         if target is not None and target not in TARGET_NAMES:
             raise WorldError(f"unknown target {target!r}; known: {', '.join(TARGET_NAMES)}")
-        rb.target, rb.task = target, (task if target is not None else None)
+        rb.target, rb.task = target, task
 
     def object(self, name: str) -> WorldObject:
         for o in self.objects:
@@ -319,21 +323,33 @@ class World:
     def _move(self, rb: Robot, dx: float, dy: float) -> tuple[float, bool]:
         """Moves a robot by (dx, dy), sliding along whatever it hits; never enters an obstacle.
 
-        Returns the distance moved and whether the move was blocked (a collision).
+        A blocked move advances to the point of contact, then slides the remainder along whichever
+        world axis is free. Returns the distance moved and whether the move was blocked (a collision).
         """
         if dx == 0.0 and dy == 0.0:
             return 0.0, False
-        for mx, my in ((dx, dy), (dx, 0.0), (0.0, dy)):
+        x0, y0 = rb.x, rb.y
+        if self._clearance(rb, x0 + dx, y0 + dy) >= 0.0:
+            rb.x, rb.y = x0 + dx, y0 + dy
+            return math.hypot(dx, dy), False
+        lo, hi = 0.0, 1.0  # bisection on the free fraction of the move; 10 halvings resolve 0.1 mm
+        for _ in range(10):
+            mid = (lo + hi) / 2
+            if self._clearance(rb, x0 + mid * dx, y0 + mid * dy) >= 0.0:
+                lo = mid
+            else:
+                hi = mid
+        rb.x, rb.y = x0 + lo * dx, y0 + lo * dy
+        rest_x, rest_y = (1 - lo) * dx, (1 - lo) * dy
+        for mx, my in ((rest_x, 0.0), (0.0, rest_y)):
             if (mx or my) and self._clearance(rb, rb.x + mx, rb.y + my) >= 0.0:
                 rb.x += mx
                 rb.y += my
-                full = mx == dx and my == dy
-                if not full:
-                    rb.vx *= 0.5  # sliding along a surface bleeds speed, as friction would
-                    rb.vy *= 0.5
-                return math.hypot(mx, my), not full
-        rb.vx = rb.vy = 0.0
-        return 0.0, True
+                break
+        # Contact bleeds speed, as friction would; a robot pressed head-on stays pressed but slow.
+        rb.vx *= 0.5
+        rb.vy *= 0.5
+        return math.hypot(rb.x - x0, rb.y - y0), True
 
     def snapshot(self) -> tuple[float, dict[str, Robot]]:
         """A copy of the mutable state (robots and clock) for `restore`; the layout is not copied."""
