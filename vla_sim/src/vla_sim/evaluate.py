@@ -10,6 +10,7 @@ table (training phrasings by default). The last stdout line is one JSON object w
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--instructions", type=Path, help="JSON: target name -> list of instructions")
     parser.add_argument("--model", type=Path, default=MODEL_PATH, help="TorchScript policy file")
     parser.add_argument("--verbose", action="store_true", help="log every episode")
+    parser.add_argument("--record", action="store_true",
+                        help="also write the summary into the model's sidecar (<model>.json) under evaluation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
@@ -95,8 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     summary["phrasing"] = "file" if args.instructions else ("unseen" if args.paraphrases else "seen")
     summary["episode_limit_s"] = EPISODE_LIMIT_S
     summary["wall_time_s"] = round(time.monotonic() - t0, 1)
+    if args.record:
+        record(args.model, summary, " ".join(["python -m vla_sim.evaluate", *(argv or sys.argv[1:])]))
     print(json.dumps(summary))
     return 0
+
+
+def record(model: Path, summary: dict, command: str) -> None:
+    """Stores a summary in the sidecar of `model`, refusing when the sidecar describes another file."""
+    sidecar_path = model.with_suffix(".json")
+    sidecar = json.loads(sidecar_path.read_text())
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    if sidecar.get("sha256") != digest:
+        raise SystemExit(f"{sidecar_path} describes another model file (sha256 mismatch); not recording")
+    key = {"seen": "seen_phrasing", "unseen": "unseen_paraphrases"}.get(summary["phrasing"], "instructions_file")
+    evaluation = sidecar.setdefault("evaluation", {})
+    evaluation[key] = {**summary, "command": command.replace(" --record", "")}
+    sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
 if __name__ == "__main__":
