@@ -77,6 +77,7 @@ class StepResult:
     image_age_ms: float = math.nan
     waited_ms: float = 0.0       # time blocked on the worker in this step
     task: str = ""
+    step: int = -1               # control step index (ACTION only)
 
 
 @dataclass
@@ -215,22 +216,24 @@ class InferenceController:
                 self.counters.starved_steps += 1
             return StepResult(WAITING, frame=frame, image_age_ms=age_s * 1000.0, waited_ms=waited_ms,
                               task=task.description)
-        with self._lock:
-            prefetch = (self._pending is None and self._rt.spec.chunk_length > 1
-                        and self._queue.remaining(n) <= self.config.chunk_refresh)
-        if prefetch:
-            self._submit(self._frame or frame, task, n)
         return StepResult(ACTION, action=act, frame=frame, image_age_ms=age_s * 1000.0, waited_ms=waited_ms,
-                          task=task.description)
+                          task=task.description, step=n)
 
-    def record_publish(self, overhead_ms: float) -> None:
-        """Called by the node after it published an action."""
+    def finish_step(self, result: StepResult, overhead_ms: float) -> None:
+        """Called by the node once the action is out: records it, then asks for the next chunk if the
+        current one runs low. Asking only now keeps the worker (and its share of the GIL) off the
+        path from the tick to the publication."""
         now = self._clock()
         with self._lock:
             self.counters.action_count += 1
+            task = self._task
+            prefetch = (task is not None and self._pending is None and self._rt.spec.chunk_length > 1
+                        and self._queue.remaining(result.step) <= self.config.chunk_refresh)
         self._overhead_ms.add(now, overhead_ms)
         self._actions.add(now, 1.0)
         self.last_action_time_s = time.time()
+        if prefetch:
+            self._submit(self._frame or result.frame, task, result.step)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -47,6 +47,7 @@ def test_idle_until_task_then_actions(make_controller):
     first = ctl.step(100.02)
     assert first.outcome == ACTION and first.action.index == 0 and first.waited_ms > 0
     assert first.action.chunk.image_stamp_s == 100.0
+    ctl.finish_step(first, 0.1)
     time.sleep(0.05)  # the prefetched chunk (requested right after step 0) lands
     second = ctl.step(100.1)
     assert second.outcome == ACTION and second.waited_ms == 0.0
@@ -141,7 +142,6 @@ def test_snapshot_fields(make_controller):
     ctl = make_controller()
     ctl.submit_frame(_frame(1.0))
     ctl.set_task(parse_task_command("go"))
-    ctl.step(1.01)
-    ctl.record_publish(0.5)
+    ctl.finish_step(ctl.step(1.01), 0.5)
     snap = ctl.snapshot()
     assert snap["action_count"] == 1 and snap["overhead_ms_p99"] == 0.5 and snap["current_task"] == "go"

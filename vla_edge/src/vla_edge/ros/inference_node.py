@@ -265,7 +265,7 @@ class InferenceNode:
         msg.inference_ms = act.chunk.inference_ms
         msg.latency_ms = (time.monotonic() - result.frame.arrival_s) * 1000.0
         self.action_pub.publish(msg)
-        self.controller.record_publish((published - start) * 1000.0 - result.waited_ms)
+        self.controller.finish_step(result, (published - start) * 1000.0 - result.waited_ms)
 
     # ---- statistics, logs, diagnostics ----
     def _on_stats(self, _event) -> None:
@@ -328,6 +328,9 @@ class InferenceNode:
 
 
 def main() -> None:
+    # Python hands the GIL over every 5 ms by default; the control step shares it with the worker and
+    # rospy's receive threads, so a shorter interval bounds how long a tick waits to run.
+    sys.setswitchinterval(0.0005)
     rospy.init_node("inference_node")
     handler = _RosoutHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
