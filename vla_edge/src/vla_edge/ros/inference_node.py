@@ -199,6 +199,8 @@ class InferenceNode:
             self._log("error", f"task could not be encoded: {exc}")
             return
         if changed:
+            if command.idle:
+                self.cmd_pub.publish(Twist())  # halt now; the next control step repeats it, then silence
             text = "standby" if command.idle else repr(command.description)
             rospy.loginfo(f"task: {text}" + (f" (id {command.task_id})" if command.task_id else ""))
             self._log("inference", f"task {text}", task_id=command.task_id)
