@@ -22,6 +22,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import rosgraph
+import rospy
+from std_msgs.msg import String
+
+from vla_msgs.msg import Action, InferenceStats
+
 ROBOT = "robot_1"
 
 
@@ -66,7 +73,7 @@ class Launch:
 class Watch:
     """The newest sim/state of the robot, the newest inference stats and the action latencies."""
 
-    def __init__(self, rospy, String, InferenceStats, Action):
+    def __init__(self):
         self.state: dict | None = None
         self.stats = None
         self.latency_ms: list[float] = []
@@ -75,7 +82,6 @@ class Watch:
         rospy.Subscriber("sim/state", String, self._on_state, queue_size=1)
         rospy.Subscriber("vla/inference_stats", InferenceStats, self._on_stats, queue_size=1)
         rospy.Subscriber("vla/action", Action, self._on_action, queue_size=50)
-        self._rospy = rospy
 
     def _on_state(self, msg) -> None:
         try:
@@ -91,7 +97,7 @@ class Watch:
     def _on_action(self, msg) -> None:
         with self._lock:
             self.latency_ms.append(msg.latency_ms)
-            self.image_age_ms.append((self._rospy.get_time() - msg.header.stamp.to_sec()) * 1000.0)
+            self.image_age_ms.append((rospy.get_time() - msg.header.stamp.to_sec()) * 1000.0)
             del self.latency_ms[:-1000], self.image_age_ms[:-1000]
 
 
@@ -107,14 +113,10 @@ def wait(predicate, timeout_s: float, alive) -> bool:
 
 
 def run(args: argparse.Namespace, launch: Launch) -> tuple[bool, str]:
-    import rospy
-    from std_msgs.msg import String
-    from vla_msgs.msg import Action, InferenceStats
-
-    if not wait(lambda: _master_up(), 30.0, launch.alive):
+    if not wait(rosgraph.is_master_online, 30.0, launch.alive):
         return False, "the ROS master did not come up"
     rospy.init_node("vla_demo", anonymous=True, disable_signals=True)
-    watch = Watch(rospy, String, InferenceStats, Action)
+    watch = Watch()
     tasks = rospy.Publisher("task_command", String, queue_size=1, latch=True)
     print("waiting for the simulator, safety and inference nodes ...", flush=True)
     ready = wait(lambda: watch.state is not None and watch.stats is not None and tasks.get_num_connections() >= 2,
@@ -148,15 +150,7 @@ def run(args: argparse.Namespace, launch: Launch) -> tuple[bool, str]:
     return False, f"the robot did not reach the {args.target} within {args.timeout:.0f} s (distance {dist})"
 
 
-def _master_up() -> bool:
-    import rosgraph
-
-    return rosgraph.is_master_online()
-
-
 def _pct(values: list[float], q: float) -> float:
-    import numpy as np
-
     return float(np.percentile(values, q)) if values else float("nan")
 
 
@@ -169,7 +163,8 @@ def report(target: str, elapsed: float, state: dict, watch: Watch) -> None:
               f"mode {s.mode})")
         print(f"  model forward         p50 {s.inference_ms_p50:6.2f} ms   p99 {s.inference_ms_p99:6.2f} ms")
         print(f"  node overhead         p50 {s.overhead_ms_p50:6.2f} ms   p99 {s.overhead_ms_p99:6.2f} ms")
-    print(f"  image arrival->action p50 {_pct(watch.latency_ms, 50):6.2f} ms   p99 {_pct(watch.latency_ms, 99):6.2f} ms")
+    lat = watch.latency_ms
+    print(f"  image arrival->action p50 {_pct(lat, 50):6.2f} ms   p99 {_pct(lat, 99):6.2f} ms")
     print(f"  image stamp->action   p50 {_pct(watch.image_age_ms, 50):6.2f} ms   "
           f"p99 {_pct(watch.image_age_ms, 99):6.2f} ms", flush=True)
 
