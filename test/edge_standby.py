@@ -11,6 +11,8 @@ import rostest
 from geometry_msgs.msg import Twist
 from std_msgs.msg import String
 
+from vla_msgs.msg import InferenceStats
+
 CONTROL_PERIOD_S = 0.1   # config/inference.yaml control_rate 10 Hz
 SLACK_S = 0.05           # message transport and scheduling on a loaded 2-core machine
 
@@ -27,6 +29,8 @@ class Standby(unittest.TestCase):
         rospy.Subscriber("cmd_vel_vla", Twist, lambda m: self._add(self.vla, m), queue_size=50)
         rospy.Subscriber("cmd_vel", Twist, lambda m: self._add(self.out, m), queue_size=50)
         self.tasks = rospy.Publisher("task_command", String, queue_size=10)
+        self.stats = []
+        rospy.Subscriber("vla/inference_stats", InferenceStats, self.stats.append, queue_size=1)
 
     def _add(self, store, msg):
         with self.lock:
@@ -41,7 +45,9 @@ class Standby(unittest.TestCase):
         return False
 
     def test_standby_stops_within_one_period(self):
-        self.assertTrue(self._wait(lambda: self.tasks.get_num_connections() >= 2, 180.0), "stack not up")
+        # inference_stats flows once the policy and the sentence model are loaded
+        self.assertTrue(self._wait(lambda: self.stats and self.tasks.get_num_connections() >= 2, 180.0),
+                        "stack not up")
         self.tasks.publish(String(data="go to the blue ball"))
         self.assertTrue(self._wait(lambda: any(moving(t) for _, t in self.out[-5:]), 60.0),
                         "the robot never started moving")
