@@ -118,6 +118,7 @@ class InferenceController:
         self._overhead_ms = RollingWindow(config.stats_window)
         self._preprocess_ms = RollingWindow(config.stats_window)
         self._actions = RollingWindow(config.stats_window)
+        self._image_age_ms = RollingWindow(config.stats_window)
         self.last_image_age_ms = math.nan
         self.last_action_time_s = 0.0
 
@@ -192,6 +193,7 @@ class InferenceController:
             return StepResult(NO_IMAGE, task=task.description)
         age_s = now_s - frame.stamp_s
         self.last_image_age_ms = age_s * 1000.0
+        self._image_age_ms.add(self._clock(), age_s * 1000.0)
         if age_s > self.config.max_image_age:
             with self._lock:
                 self.counters.stale_frames += 1
@@ -244,11 +246,13 @@ class InferenceController:
         inf = summary(self._inference_ms.values(now))
         over = summary(self._overhead_ms.values(now))
         pre = summary(self._preprocess_ms.values(now))
+        age = summary(self._image_age_ms.values(now))
         c = self.counters
         return {
             "fps": self._actions.rate_hz(now), "inference_ms_mean": inf["mean"], "inference_ms_p50": inf["p50"],
             "inference_ms_p99": inf["p99"], "overhead_ms_p50": over["p50"], "overhead_ms_p99": over["p99"],
             "preprocess_ms_p50": pre["p50"], "preprocess_ms_p99": pre["p99"],
+            "image_age_ms_p50": age["p50"], "image_age_ms_p99": age["p99"],
             "image_age_ms": 0.0 if math.isnan(self.last_image_age_ms) else self.last_image_age_ms,
             "inference_count": c.inference_count, "action_count": c.action_count, "error_count": c.error_count,
             "dropped_frames": c.dropped_frames, "stale_frames": c.stale_frames, "starved_steps": c.starved_steps,

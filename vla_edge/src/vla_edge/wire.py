@@ -24,6 +24,13 @@ def performance_json(snapshot: dict, image_queue_size: int, lidar_queue_size: in
         "inference_ms_p99": round(snapshot["inference_ms_p99"], 3),
         "overhead_ms_p50": round(snapshot["overhead_ms_p50"], 3),
         "overhead_ms_p99": round(snapshot["overhead_ms_p99"], 3),
+        "preprocess_ms_p50": round(snapshot["preprocess_ms_p50"], 3),
+        "preprocess_ms_p99": round(snapshot["preprocess_ms_p99"], 3),
+        "image_age_ms_p50": round(snapshot["image_age_ms_p50"], 3),
+        "image_age_ms_p99": round(snapshot["image_age_ms_p99"], 3),
+        "action_count": snapshot["action_count"],
+        "stale_frames": snapshot["stale_frames"],
+        "starved_steps": snapshot["starved_steps"],
         "mode": mode,
         "model_version": snapshot["model_version"],
     })

@@ -64,3 +64,19 @@ def test_modes_seam():
     assert ModeSwitch(available=("edge", "cloud")).request("cloud")[0]
     with pytest.raises(ValueError):
         ModeSwitch(initial="hybrid")
+
+
+def test_performance_json_has_seed_fields():
+    import json
+
+    from vla_edge.wire import performance_json
+
+    snap = {k: 0.0 for k in ("fps", "inference_ms_mean", "inference_ms_p50", "inference_ms_p99", "overhead_ms_p50",
+                             "overhead_ms_p99", "preprocess_ms_p50", "preprocess_ms_p99", "image_age_ms_p50",
+                             "image_age_ms_p99", "last_action_time")}
+    snap.update(current_task="go", model_version="1", action_count=3, stale_frames=0, starved_steps=0)
+    doc = json.loads(performance_json(snap, 1, 0, 0, "edge", now_s=5.0))
+    for field in ("timestamp", "image_queue_size", "lidar_queue_size", "task_queue_size", "current_task",
+                  "last_action_time", "fps", "avg_inference_time_ms", "inference_ms_p50", "inference_ms_p99"):
+        assert field in doc
+    assert doc["timestamp"] == 5.0 and doc["current_task"] == "go"
