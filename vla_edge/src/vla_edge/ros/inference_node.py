@@ -241,10 +241,10 @@ class InferenceNode:
         if result.outcome == STOP:
             self.cmd_pub.publish(Twist())  # one zero command so the robot halts now, then the policy is silent
             return
-        if result.frame is not None:
-            self.image_age.tick(rospy.Time.from_sec(result.frame.stamp_s))
         if result.outcome == ACTION:
             self._publish(result, start)
+        if result.frame is not None:
+            self.image_age.tick(rospy.Time.from_sec(result.frame.stamp_s))
 
     def _publish(self, result: StepResult, start: float) -> None:
         act = result.action

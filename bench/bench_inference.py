@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Benchmarks inference_node in the simulator with the reference policy and prints a table.
+
+Per control rate (default 10, 20, 30, 50 Hz) it starts sim + safety (robot.launch without the
+inference node) once, then runs inference_node with that ~control_rate for --duration seconds on
+"go to the <target>" and measures:
+- node overhead: per step, tick → cmd_vel_vla publication minus the time blocked on the model
+  worker (the node's own measurement, vla/inference_stats over the whole run);
+- frame staleness: age of the newest camera frame when a control step acts on it (vla_performance);
+- end-to-end: image stamp of each vla/action → first cmd_vel out of safety_node after it;
+- CPU (% of one core) and resident memory of the inference node (/proc);
+- sustained rate: actions per second / requested rate, with stale and starved steps.
+Usage: python bench/bench_inference.py [--rates 10,20,30,50] [--duration 30] [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+
+import numpy as np
+import rosgraph
+import rospy
+from geometry_msgs.msg import Twist
+from std_msgs.msg import String
+
+from vla_msgs.msg import Action, InferenceStats
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGINT, 15.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+
+
+def wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def node_pid(name: str) -> int:
+    uri = rosgraph.Master("/bench").lookupNode(name)
+    return int(xmlrpc.client.ServerProxy(uri).getPid("/bench")[2])
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Probe:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.actions: list[tuple[float, float]] = []   # (receipt wall time, image stamp)
+        self.cmd_times: list[float] = []
+        self.stats: InferenceStats | None = None
+        self.perf: dict | None = None
+        rospy.Subscriber("vla/action", Action, self._on_action, queue_size=100)
+        rospy.Subscriber("cmd_vel", Twist, self._on_cmd, queue_size=100)
+        rospy.Subscriber("vla/inference_stats", InferenceStats, self._on_stats, queue_size=1)
+        rospy.Subscriber("vla_performance", String, self._on_perf, queue_size=1)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.actions.clear()
+            self.cmd_times.clear()
+            self.stats = None
+            self.perf = None
+
+    def _on_action(self, msg: Action) -> None:
+        with self.lock:
+            self.actions.append((time.time(), msg.header.stamp.to_sec()))
+
+    def _on_cmd(self, _msg: Twist) -> None:
+        with self.lock:
+            self.cmd_times.append(time.time())
+
+    def _on_stats(self, msg: InferenceStats) -> None:
+        self.stats = msg
+
+    def _on_perf(self, msg: String) -> None:
+        self.perf = json.loads(msg.data)
+
+    def end_to_end_ms(self) -> np.ndarray:
+        with self.lock:
+            cmds = np.array(self.cmd_times)
+            out = []
+            for received, stamp in self.actions:
+                later = cmds[cmds >= received]
+                if later.size:
+                    out.append((later[0] - stamp) * 1000.0)
+        return np.array(out)
+
+
+def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
+    name = "/inference_node"
+    subprocess.run(["rosparam", "load", str(ROOT / "config" / "inference.yaml"), name], check=True)
+    for key, value in (("control_rate", rate), ("stats_window", float(args.duration + 5)),
+                       ("model_path", args.model), ("inference_timeout", 0.8 / rate)):
+        rospy.set_param(f"{name}/{key}", value)
+    proc = start(["rosrun", "vla_edge", "inference_node", f"__name:={name[1:]}"], logdir / f"inference_{rate:g}.log")
+    try:
+        if not wait(lambda: probe.stats is not None, 120.0):
+            raise RuntimeError(f"inference_node did not come up at {rate} Hz (see {logdir})")
+        pid = node_pid(name)
+        tasks.publish(String(data="standby"))
+        time.sleep(0.3)
+        tasks.publish(String(data=f"go to the {args.target}"))
+        time.sleep(2.0)  # first chunk, steady state
+        probe.reset()
+        t0, c0 = time.monotonic(), cpu_ticks(pid)
+        time.sleep(args.duration)
+        wait(lambda: probe.stats is not None and probe.perf is not None, 3.0)
+        elapsed, ticks = time.monotonic() - t0, cpu_ticks(pid) - c0
+        stats, perf, rss = probe.stats, probe.perf, rss_mb(pid)
+        e2e = probe.end_to_end_ms()
+        tasks.publish(String(data="standby"))
+    finally:
+        stop(proc)
+        probe.stats = None
+    fps = stats.fps
+    return {
+        "rate": rate, "fps": fps, "sustained": fps >= 0.95 * rate and perf["starved_steps"] <= 0.01 * fps * elapsed,
+        "overhead_p50": stats.overhead_ms_p50, "overhead_p99": stats.overhead_ms_p99,
+        "forward_p50": stats.inference_ms_p50, "forward_p99": stats.inference_ms_p99,
+        "preprocess_p99": perf["preprocess_ms_p99"],
+        "stale_p50": perf["image_age_ms_p50"], "stale_p99": perf["image_age_ms_p99"],
+        "e2e_p50": float(np.percentile(e2e, 50)) if e2e.size else float("nan"),
+        "e2e_p99": float(np.percentile(e2e, 99)) if e2e.size else float("nan"),
+        "cpu": 100.0 * ticks / CLK_TCK / elapsed, "rss": rss,
+        "stale": stats.stale_frames, "starved": perf["starved_steps"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="10,20,30,50", help="control rates to try [Hz], comma-separated")
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per rate")
+    parser.add_argument("--target", default="green cylinder")
+    parser.add_argument("--model", default=str(ROOT / "vla_sim" / "models" / "reference_policy.pt"))
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+
+    port = free_port()
+    os.environ["ROS_MASTER_URI"] = f"http://127.0.0.1:{port}"
+    logdir = Path(tempfile.mkdtemp(prefix="vla_bench_inference_"))
+    sim = start(["roslaunch", "-p", str(port), "vla_deployment", "sim.launch"], logdir / "sim.log")
+    robot = None
+    results = []
+    try:
+        if not wait(rosgraph.is_master_online, 30.0):
+            raise RuntimeError("no ROS master")
+        robot = start(["roslaunch", "vla_deployment", "robot.launch", "enable_inference:=false",
+                       "enable_health:=false"], logdir / "robot.log")
+        rospy.init_node("bench", disable_signals=True)
+        probe = Probe()
+        tasks = rospy.Publisher("task_command", String, queue_size=10)
+        for rate in rates:
+            print(f"  measuring {rate:g} Hz for {args.duration:g} s ...", file=sys.stderr, flush=True)
+            results.append(run_rate(rate, args, probe, tasks, logdir))
+    finally:
+        for proc in (robot, sim):
+            if proc is not None:
+                stop(proc)
+
+    print(f"\ninference_node with {Path(args.model).name}, {os.cpu_count()} cores, sim + safety running, "
+          f"{args.duration:g} s per rate")
+    head = (f"{'rate Hz':>7} {'actions/s':>9} {'overhead p50/p99 ms':>19} {'forward p50/p99 ms':>18} "
+            f"{'staleness p50/p99 ms':>20} {'e2e stamp->cmd_vel p50/p99 ms':>29} {'CPU %':>6} {'RSS MB':>7} "
+            f"{'stale':>5} {'starved':>7} sustained")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(f"{r['rate']:7g} {r['fps']:9.2f} {r['overhead_p50']:9.2f} /{r['overhead_p99']:7.2f} "
+              f"{r['forward_p50']:8.2f} /{r['forward_p99']:7.2f} {r['stale_p50']:10.1f} /{r['stale_p99']:7.1f} "
+              f"{r['e2e_p50']:16.1f} /{r['e2e_p99']:9.1f} {r['cpu']:6.1f} {r['rss']:7.0f} {r['stale']:5d} "
+              f"{r['starved']:7d} {'yes' if r['sustained'] else 'no'}")
+    best = max((r["rate"] for r in results if r["sustained"]), default=0.0)
+    print(f"highest sustained control rate: {best:g} Hz")
+    return 0 if results and results[0]["sustained"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
