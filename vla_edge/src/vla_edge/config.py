@@ -29,6 +29,7 @@ class InferenceConfig:
     max_image_age: float = 0.3
     inference_timeout: float = 0.08
     chunk_refresh: int = 7
+    prefetch_lead: float = 0.03
     temporal_ensembling: bool = False
     ensembling_decay: float = 0.1
     image_transport: str = "raw"
@@ -44,6 +45,11 @@ class InferenceConfig:
 def step_wait_s(cfg: InferenceConfig) -> float:
     """The longest a control step may block on the model: inference_timeout, capped at 0.8 of a period."""
     return min(cfg.inference_timeout, 0.8 / cfg.control_rate)
+
+
+def prefetch_lead_s(cfg: InferenceConfig) -> float:
+    """How long before the next step the next chunk's frame is taken: prefetch_lead, capped at half a period."""
+    return min(cfg.prefetch_lead, 0.5 / cfg.control_rate)
 
 
 def _check(ok: bool, name: str, allowed: str, value: object) -> None:
@@ -63,7 +69,7 @@ def build_config(params: dict) -> InferenceConfig:
     """Builds the config from a name → value mapping (the node's ~ params); raises ConfigError."""
     known = {f.name for f in fields(InferenceConfig)}
     values = {k: v for k, v in params.items() if k in known}
-    for name in ("control_rate", "max_image_age", "inference_timeout", "ensembling_decay",
+    for name in ("control_rate", "max_image_age", "inference_timeout", "prefetch_lead", "ensembling_decay",
                  "lidar_max_range", "stats_window", "stats_rate"):
         if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
             values[name] = float(values[name])
@@ -84,6 +90,8 @@ def build_config(params: dict) -> InferenceConfig:
            cfg.inference_timeout)
     _check(_int(cfg.chunk_refresh) and 0 <= cfg.chunk_refresh <= 100, "chunk_refresh", "0 .. 100 steps",
            cfg.chunk_refresh)
+    _check(isinstance(cfg.prefetch_lead, float) and math.isfinite(cfg.prefetch_lead) and 0 <= cfg.prefetch_lead <= 1,
+           "prefetch_lead", "0 .. 1 s", cfg.prefetch_lead)
     _check(isinstance(cfg.temporal_ensembling, bool), "temporal_ensembling", "true | false",
            cfg.temporal_ensembling)
     _check(isinstance(cfg.ensembling_decay, float) and math.isfinite(cfg.ensembling_decay)

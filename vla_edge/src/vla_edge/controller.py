@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_edge.chunking import ActionQueue, Chunk, StepAction
-from vla_edge.config import InferenceConfig, step_wait_s
+from vla_edge.config import InferenceConfig, prefetch_lead_s, step_wait_s
 from vla_edge.encoders import EncodingError, ImagePreprocessor, TextEncoder, vision_features
 from vla_edge.policy import BasePolicy, NonFiniteActionError, PolicyLoadError, guarded
 from vla_edge.spec import FORM_FEATURES, PolicySpec
@@ -90,6 +90,10 @@ class Counters:
     starved_steps: int = 0
 
 
+class _CancelledError(Exception):
+    """A scheduled chunk request dropped because its task or model ended before it ran."""
+
+
 def _noop(kind: str, message: str) -> None:
     pass
 
@@ -108,6 +112,8 @@ class InferenceController:
         self._executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla_infer")
         self._pending: cf.Future | None = None
         self._pending_generation = -1
+        self._pending_cancel = threading.Event()
+        self._step_started_s = 0.0
         self._frame: Frame | None = None
         self._lidar: np.ndarray | None = None
         self._task: Task | None = None
@@ -180,6 +186,7 @@ class InferenceController:
     # ---- the control step (timer thread) ----
     def step(self, now_s: float) -> StepResult:
         """One control step; now_s is the clock image stamps use (ROS time)."""
+        self._step_started_s = self._clock()
         self._swap_if_staged()
         self._collect(0.0)
         with self._lock:
@@ -234,8 +241,16 @@ class InferenceController:
         self._overhead_ms.add(now, overhead_ms)
         self._actions.add(now, 1.0)
         self.last_action_time_s = time.time()
-        if prefetch:
-            self._submit(self._frame or result.frame, task, result.step)
+        if not prefetch:
+            return
+        lead_s = prefetch_lead_s(self.config)
+        if lead_s > 0:
+            # Take the frame just before the next step and let the chunk start there: actions[0] then runs
+            # lead_s after its frame (receding horizon), instead of one whole period later.
+            not_before = self._step_started_s + 1.0 / self.config.control_rate - lead_s
+            self._submit(result.frame, task, result.step + 1, not_before)
+        else:
+            self._submit(result.frame, task, result.step)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -265,6 +280,7 @@ class InferenceController:
     def _reset_locked(self) -> None:
         self._generation += 1
         self._queue.clear()
+        self._pending_cancel.set()
 
     def _swap_if_staged(self) -> None:
         with self._lock:
@@ -280,11 +296,24 @@ class InferenceController:
             self._reset_locked()
         self._on_event("model", f"switched to policy {staged.spec.name} {staged.spec.version}")
 
-    def _submit(self, frame: Frame, task: Task, start_step: int) -> None:
+    def _submit(self, frame: Frame, task: Task, start_step: int, not_before_s: float = 0.0) -> None:
+        """Asks the worker for a chunk; with not_before_s it waits until then and takes the newest frame."""
         with self._lock:
-            generation, rt, lidar = self._generation, self._rt, self._lidar
+            generation, rt = self._generation, self._rt
+            cancel = threading.Event()
+            self._pending_cancel = cancel
         self._pending_generation = generation
-        self._pending = self._executor.submit(self._infer, rt, frame, task, lidar, start_step, generation)
+        self._pending = self._executor.submit(self._run_request, rt, frame, task, start_step, generation,
+                                              not_before_s, cancel)
+
+    def _run_request(self, rt: Runtime, frame: Frame, task: Task, start_step: int, generation: int,
+                     not_before_s: float, cancel: threading.Event) -> Chunk:
+        delay_s = min(not_before_s - self._clock(), 1.0 / self.config.control_rate)
+        if delay_s > 0 and cancel.wait(delay_s):
+            raise _CancelledError
+        if not_before_s > 0:
+            frame = self._frame or frame
+        return self._infer(rt, frame, task, self._lidar, start_step, generation)
 
     def _collect(self, timeout_s: float) -> float:
         """Takes a finished chunk off the worker, waiting at most timeout_s; returns the wait [ms]."""
@@ -300,6 +329,8 @@ class InferenceController:
         self._pending = None
         try:
             chunk: Chunk = future.result()
+        except _CancelledError:
+            return waited_ms
         except EncodingError as exc:
             self.frame_dropped(str(exc))
             return waited_ms

@@ -48,11 +48,33 @@ def test_idle_until_task_then_actions(make_controller):
     assert first.outcome == ACTION and first.action.index == 0 and first.waited_ms > 0
     assert first.action.chunk.image_stamp_s == 100.0
     ctl.finish_step(first, 0.1)
-    time.sleep(0.05)  # the prefetched chunk (requested right after step 0) lands
+    time.sleep(0.12)  # the prefetched chunk (frame taken 30 ms before step 1) lands
     second = ctl.step(100.1)
     assert second.outcome == ACTION and second.waited_ms == 0.0
-    assert second.action.index == 1 and second.action.chunk.start_step == 0
+    assert second.action.index == 0 and second.action.chunk.start_step == 1
     assert ctl.counters.inference_count >= 2
+
+
+def test_prefetch_without_lead_is_time_aligned(make_controller):
+    ctl = make_controller(prefetch_lead=0.0)
+    ctl.submit_frame(_frame(100.0))
+    ctl.set_task(parse_task_command("go"))
+    ctl.finish_step(ctl.step(100.01), 0.1)
+    time.sleep(0.05)
+    second = ctl.step(100.1)
+    assert second.action.index == 1 and second.action.chunk.start_step == 0
+
+
+def test_new_task_cancels_a_scheduled_request(make_controller):
+    ctl = make_controller(prefetch_lead=0.03)
+    ctl.submit_frame(_frame(1.0))
+    ctl.set_task(parse_task_command("go to the red cube"))
+    ctl.finish_step(ctl.step(1.01), 0.1)  # a request now waits ~70 ms for its frame
+    ctl.set_task(parse_task_command("go to the blue ball"))
+    start = time.monotonic()
+    res = ctl.step(1.02)
+    assert res.outcome == ACTION and res.task == "go to the blue ball"
+    assert time.monotonic() - start < 0.06
 
 
 def test_actions_are_clamped_to_limits(make_controller):
