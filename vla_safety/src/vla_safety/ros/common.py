@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -63,3 +65,21 @@ class BadInputCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def guarded(topic: str, bad_input: tuple[type[BaseException], ...]) -> Callable:
+    """Wraps a node method callback so nothing escapes it: `bad_input` errors are counted and logged
+    (throttled) on the node's `bad` counter; anything else is a bug, logged loudly and counted too."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(self, msg):
+            try:
+                fn(self, msg)
+            except bad_input as exc:
+                self.bad.reject(topic, str(exc))
+            except Exception as exc:  # a supervisor or monitor must outlive any one message
+                self.bad.reject(topic, f"internal error {type(exc).__name__}: {exc}")
+                rospy.logerr_throttle(5.0, f"unexpected error handling {topic}: {exc!r}")
+        return inner
+    return wrap

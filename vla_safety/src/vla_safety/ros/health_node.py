@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -20,7 +19,7 @@ from std_msgs.msg import String
 from vla_msgs.msg import Action, ComponentHealth, HealthStatus, InferenceStats
 from vla_safety.config import HealthConfig
 from vla_safety.health import CRITICAL, HEALTHY, HealthMonitor, HealthReport
-from vla_safety.ros.common import BadInputCounter, bridge_logging, load_config
+from vla_safety.ros.common import BadInputCounter, bridge_logging, guarded, load_config
 from vla_safety.wire import health_json
 
 _DIAG = {HEALTHY: DiagnosticStatus.OK, "degraded": DiagnosticStatus.WARN, CRITICAL: DiagnosticStatus.ERROR}
@@ -75,18 +74,7 @@ def check_cloud(url: str, timeout_s: float) -> tuple[bool, str]:
     return False, f"cloud health check {url} answered {body!r:.120}"
 
 
-def guarded(topic: str) -> Callable:
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def inner(self, msg):
-            try:
-                fn(self, msg)
-            except (ValueError, TypeError, AttributeError, UnicodeError) as exc:
-                self.bad.reject(topic, str(exc))
-            except Exception as exc:  # a monitor must outlive what it monitors
-                self.bad.reject(topic, f"internal error {type(exc).__name__}: {exc}")
-        return inner
-    return wrap
+_BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)
 
 
 class HealthNode:
@@ -113,12 +101,12 @@ class HealthNode:
         rospy.Subscriber("vla/action", Action, self._on_action, queue_size=5)
         rospy.Timer(rospy.Duration(1.0 / config.publish_rate), self._on_tick)
 
-    @guarded("camera/rgb/image_raw")
+    @guarded("camera/rgb/image_raw", _BAD_INPUT)
     def _on_image(self, _msg) -> None:
         with self.lock:
             self.monitor.note_frame(self.clock())
 
-    @guarded("task_command")
+    @guarded("task_command", _BAD_INPUT)
     def _on_task(self, msg: String) -> None:
         text = msg.data.strip()
         if not text:
@@ -131,12 +119,12 @@ class HealthNode:
         with self.lock:
             self.monitor.note_instruction(self.clock(), text)
 
-    @guarded("vla/inference_stats")
+    @guarded("vla/inference_stats", _BAD_INPUT)
     def _on_stats(self, msg: InferenceStats) -> None:
         with self.lock:
             self.monitor.note_stats(self.clock(), msg.model_version)
 
-    @guarded("vla/action")
+    @guarded("vla/action", _BAD_INPUT)
     def _on_action(self, _msg: Action) -> None:
         with self.lock:
             self.monitor.note_action(self.clock())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
@@ -22,30 +21,13 @@ from vla_msgs.msg import SafetyStatus
 from vla_safety.collision import BadSensorDataError, reduce_points
 from vla_safety.config import SafetyConfig
 from vla_safety.limits import ZERO_TWIST
-from vla_safety.ros.common import BadInputCounter, bridge_logging, load_config
+from vla_safety.ros.common import BadInputCounter, bridge_logging, guarded, load_config
 from vla_safety.ros.convert import array_to_twist, cloud_xyz, laserscan_points, twist_to_array
 from vla_safety.supervisor import LIMITED, OK, STOPPED, Decision, SafetySupervisor
 from vla_safety.wire import safety_status_json
 
 _BAD_INPUT = (BadSensorDataError, ValueError, TypeError, IndexError, AttributeError)
 _DIAG_LEVEL = {OK: DiagnosticStatus.OK, LIMITED: DiagnosticStatus.OK, STOPPED: DiagnosticStatus.WARN}
-
-
-def guarded(topic: str) -> Callable:
-    """Nothing escapes a callback: bad input is counted and logged (throttled), bugs are logged loudly."""
-
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def inner(self, msg):
-            try:
-                fn(self, msg)
-            except _BAD_INPUT as exc:
-                self.bad.reject(topic, str(exc))
-            except Exception as exc:  # the supervisor must keep running
-                self.bad.reject(topic, f"internal error {type(exc).__name__}: {exc}")
-                rospy.logerr_throttle(5.0, f"safety_node: unexpected error handling {topic}: {exc!r}")
-        return inner
-    return wrap
 
 
 class SafetyNode:
@@ -99,7 +81,7 @@ class SafetyNode:
             return True
         return False
 
-    @guarded("cmd_vel_vla")
+    @guarded("cmd_vel_vla", _BAD_INPUT)
     def _on_cmd(self, msg: Twist) -> None:
         twist = twist_to_array(msg)
         with self.lock:
@@ -107,7 +89,7 @@ class SafetyNode:
         if not accepted:
             self.bad.reject("cmd_vel_vla", self.sup.rejection or "refused")
 
-    @guarded("scan")
+    @guarded("scan", _BAD_INPUT)
     def _on_scan(self, msg: LaserScan) -> None:
         if self._stamp_too_old(msg.header, "scan"):
             return
@@ -116,7 +98,7 @@ class SafetyNode:
         with self.lock:
             self.sup.set_obstacles("scan", pts, self.clock())
 
-    @guarded("velodyne_points")
+    @guarded("velodyne_points", _BAD_INPUT)
     def _on_cloud(self, msg: PointCloud2) -> None:
         if self._stamp_too_old(msg.header, "velodyne_points"):
             return
@@ -125,7 +107,7 @@ class SafetyNode:
         with self.lock:
             self.sup.set_obstacles("velodyne_points", pts, self.clock())
 
-    @guarded("odom")
+    @guarded("odom", _BAD_INPUT)
     def _on_odom(self, msg: Odometry) -> None:
         if self._stamp_too_old(msg.header, "odom"):
             return
@@ -135,7 +117,7 @@ class SafetyNode:
         with self.lock:
             self.sup.note_sensor("odom", self.clock())
 
-    @guarded("emergency_stop/trigger")
+    @guarded("emergency_stop/trigger", _BAD_INPUT)
     def _on_trigger(self, msg: Bool) -> None:
         if msg.data:  # false is ignored by contract: only the reset service clears the stop
             self._latch("emergency_stop/trigger", signal=True)
