@@ -120,7 +120,7 @@ class HealthConfig:
     min_camera_rate: float = 5.0
     rate_window: float = 2.0
     action_timeout: float = 1.0
-    expected_nodes: list[str] = field(default_factory=list)
+    expected_nodes: list[str] = field(default_factory=lambda: ["safety_node"])
     node_ping_timeout: float = 0.5
     cloud_health_url: str = ""
     cloud_timeout: float = 1.0

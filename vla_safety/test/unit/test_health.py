@@ -13,6 +13,8 @@ def alive_monitor(t=100.0, **cfg):
     mon.note_stats(t - 0.5, "v1")
     mon.note_action(t - 0.1)
     mon.set_probe("communication", True)
+    for node in mon.config.expected_nodes:
+        mon.set_probe(node, True)
     return mon
 
 
@@ -23,7 +25,7 @@ def by_name(report):
 def test_all_alive_is_healthy():
     rep = alive_monitor().report(100.0)
     assert rep.overall_status == HEALTHY
-    assert set(by_name(rep)) == {"vision", "language", "action", "communication"}
+    assert set(by_name(rep)) == {"vision", "language", "action", "communication", "safety_node"}
 
 
 def test_nothing_seen_is_critical_with_reasons():
@@ -52,7 +54,8 @@ def test_slow_camera_is_unhealthy():
 
 def test_changes_are_reported_once_and_logged(caplog):
     mon = alive_monitor()
-    assert {c.name for c in mon.report(100.0).changes} == {"vision", "language", "action", "communication"}
+    assert {c.name for c in mon.report(100.0).changes} == {"vision", "language", "action", "communication",
+                                                           "safety_node"}
     assert mon.report(100.0).changes == []
     with caplog.at_level(logging.WARNING):
         mon.set_probe("communication", False, "master unreachable")
