@@ -66,14 +66,16 @@ def test_changes_are_reported_once_and_logged(caplog):
 
 
 def test_expected_nodes_and_unknown_names(caplog):
-    mon = alive_monitor(expected_nodes=["safety_node"])
-    assert by_name(mon.report(100.0))["safety_node"].reason == "not checked yet"
-    mon.set_probe("safety_node", True)
+    mon = alive_monitor()
+    mon.config.expected_nodes.append("planner")
+    mon = HealthMonitor(mon.config)  # a monitor built with both expected nodes, nothing probed yet
+    assert by_name(mon.report(100.0))["planner"].reason == "not checked yet"
+    mon = alive_monitor(expected_nodes=["safety_node", "planner"])
     assert mon.report(100.0).overall_status == HEALTHY
     with caplog.at_level(logging.WARNING):
         assert not mon.set_probe("warp_drive", False, "?")
     assert mon.unknown_updates == 1 and "unknown component 'warp_drive'" in caplog.text
-    mon.set_probe("safety_node", False, "not answering")
+    mon.set_probe("planner", False, "not answering")
     assert mon.report(100.0).overall_status == DEGRADED
 
 
