@@ -253,6 +253,8 @@ class InferenceNode:
             return  # a step is still running (its first chunk): this trigger is not needed
         try:
             self._step(start)
+        except rospy.ROSException as exc:  # publishing while the node shuts down
+            rospy.logwarn_throttle(1.0, f"control step not published: {exc}")
         finally:
             self._step_lock.release()
 
