@@ -10,7 +10,7 @@ import rospy
 import rostest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from msg_fill import fill, message_classes  # noqa: E402
+from msg_fill import fill, message_classes
 
 TIMEOUT_S = 10.0
 

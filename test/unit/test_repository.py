@@ -4,10 +4,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import roslaunch.config
 import roslaunch.xmlloader
 import rospkg
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch"))
