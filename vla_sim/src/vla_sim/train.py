@@ -251,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.monotonic() - t_start, 1),
         "command": "python -m vla_sim.train",
     }
+    command = f"python -m vla_sim.evaluate --episodes {args.eval_episodes} --first-seed {EVAL_FIRST_SEED}"
     evaluation = {
-        "command": f"python -m vla_sim.evaluate --episodes {args.eval_episodes} --first-seed {EVAL_FIRST_SEED}",
         "episode_limit_s": 30.0,
-        "seen_phrasing": seen,
-        "unseen_paraphrases": unseen,
+        "seen_phrasing": {**seen, "command": command},
+        "unseen_paraphrases": {**unseen, "command": command + " --paraphrases"},
     }
     write_sidecar(sha, training, evaluation)
     LOG.info("seen: %s", json.dumps(seen))
