@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,6 @@ from vla_sim.policy import (
     IMAGE_SHAPE,
     LANGUAGE_DIM,
     MODEL_PATH,
-    SIDECAR_PATH,
     LanguageEncoder,
     ScriptedPolicy,
     VlaPolicyNet,
@@ -146,22 +146,22 @@ def fit(
     return loss_value
 
 
-def export(net: VlaPolicyNet) -> str:
+def export(net: VlaPolicyNet, model_path: Path) -> str:
     """Writes the TorchScript file and returns its sha256."""
-    MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
     scripted = torch.jit.script(net.eval())
-    scripted.save(str(MODEL_PATH))
-    return hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    scripted.save(str(model_path))
+    return hashlib.sha256(model_path.read_bytes()).hexdigest()
 
 
-def write_sidecar(sha256: str, training: dict, evaluation: dict) -> None:
+def write_sidecar(model_path: Path, sha256: str, training: dict, evaluation: dict) -> None:
     sidecar = {
         "name": "vla_sim_reference_policy",
         "version": "1.0.0",
         "sha256": sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "framework": "torchscript",
-        "file": MODEL_PATH.name,
+        "file": model_path.name,
         "signature": "forward(image, language) -> actions",
         "input": {
             "image": {"shape": list(IMAGE_SHAPE), "dtype": "float32", "range": [0.0, 1.0], "channel_order": "RGB",
@@ -187,7 +187,7 @@ def write_sidecar(sha256: str, training: dict, evaluation: dict) -> None:
         "training": training,
         "evaluation": evaluation,
     }
-    SIDECAR_PATH.write_text(json.dumps(sidecar, indent=2) + "\n")
+    model_path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagger-epochs", type=int, default=3, help="epochs after each DAgger round")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--output", type=Path, default=MODEL_PATH, help="TorchScript file; the sidecar goes beside it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.expert_episodes >= _DAGGER_SEED_STRIDE or args.dagger_rounds * _DAGGER_SEED_STRIDE >= EVAL_FIRST_SEED:
@@ -233,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds.append({"kind": "dagger", "beta": beta, "seeds": [seeds.start, seeds.stop - 1], "frames": len(data),
                        "loss": loss, "mixed_control_success_rate": stats["success_rate"]})
 
-    sha = export(net)
-    policy = ScriptedPolicy(MODEL_PATH)
+    sha = export(net, args.output)
+    policy = ScriptedPolicy(args.output)
     seen = evaluate(policy, encoder, args.eval_episodes, EVAL_FIRST_SEED, table)
     unseen = evaluate(policy, encoder, args.eval_episodes, EVAL_FIRST_SEED, unseen_instructions())
     training = {
@@ -257,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         "seen_phrasing": {**seen, "command": command},
         "unseen_paraphrases": {**unseen, "command": command + " --paraphrases"},
     }
-    write_sidecar(sha, training, evaluation)
+    write_sidecar(args.output, sha, training, evaluation)
     LOG.info("seen: %s", json.dumps(seen))
     LOG.info("unseen: %s", json.dumps(unseen))
-    LOG.info("wrote %s and %s in %.0f s", MODEL_PATH, SIDECAR_PATH, time.monotonic() - t_start)
+    LOG.info("wrote %s and its .json sidecar in %.0f s", args.output, time.monotonic() - t_start)
     return 0
 
 
