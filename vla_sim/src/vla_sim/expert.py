@@ -42,7 +42,7 @@ def expert_action(world: World, robot_id: str) -> np.ndarray:
     for o in world.objects:
         if o.name == rb.target:
             continue
-        gap = world._edge_distance(o, rb.x, rb.y) - r
+        gap = world.edge_distance(o, rb.x, rb.y) - r
         if gap < _INFLUENCE_M:
             away = np.array([rb.x - o.x, rb.y - o.y])
             pushes.append((away / max(np.linalg.norm(away), 1e-9), gap))

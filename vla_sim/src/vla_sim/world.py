@@ -208,7 +208,7 @@ class World:
         best, best_gap = (0.0, 0.0), -np.inf
         for _ in range(500):
             x, y = (float(v) for v in rng.uniform(-extent, extent, size=2))
-            gap = min((self._edge_distance(o, x, y) for o in self.objects), default=np.inf)
+            gap = min((self.edge_distance(o, x, y) for o in self.objects), default=np.inf)
             if robots_too:
                 for rb in self.robots.values():
                     gap = min(gap, math.hypot(rb.x - x, rb.y - y) - self.config.robot_radius_m)
@@ -219,7 +219,7 @@ class World:
         return best  # a crowded room: the roomiest spot found, still inside the walls
 
     @staticmethod
-    def _edge_distance(obj: WorldObject, x: float, y: float) -> float:
+    def edge_distance(obj: WorldObject, x: float, y: float) -> float:
         """Distance from a point to an object's surface (negative inside)."""
         if obj.shape == "box":
             dx, dy = abs(x - obj.x) - obj.size_m, abs(y - obj.y) - obj.size_m
@@ -314,7 +314,7 @@ class World:
         half = self.config.room_size_m / 2
         gap = min(half - abs(x), half - abs(y)) - r
         for o in self.objects:
-            gap = min(gap, self._edge_distance(o, x, y) - r)
+            gap = min(gap, self.edge_distance(o, x, y) - r)
         for other in self.robots.values():
             if other is not rb:
                 gap = min(gap, math.hypot(other.x - x, other.y - y) - 2 * r)
@@ -366,7 +366,7 @@ class World:
         rb = self.robot(robot_id)
         if rb.target is None:
             return None
-        return max(0.0, self._edge_distance(self.object(rb.target), rb.x, rb.y) - self.config.robot_radius_m)
+        return max(0.0, self.edge_distance(self.object(rb.target), rb.x, rb.y) - self.config.robot_radius_m)
 
     def reached(self, robot_id: str) -> bool:
         d = self.distance_to_target(robot_id)
@@ -398,11 +398,7 @@ class World:
         to [0, 1] (0 for walls and boxes); it drives the shape cues of the camera.
         """
         ux, uy = np.cos(angles), np.sin(angles)
-        half = self.config.room_size_m / 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tx = np.where(ux > 0, (half - ox) / ux, np.where(ux < 0, (-half - ox) / ux, np.inf))
-            ty = np.where(uy > 0, (half - oy) / uy, np.where(uy < 0, (-half - oy) / uy, np.inf))
-        best = np.minimum(tx, ty)
+        best = self._wall_distance(ox, oy, angles)
         kind = np.zeros(angles.shape, dtype=np.int32)
         lateral = np.zeros(angles.shape)
         circles, _ = self._circles(exclude)
@@ -510,7 +506,7 @@ class World:
         angles = rb.yaw + rel
         # The wall is drawn from the caster; objects are drawn one by one, nearest wins (z-buffer),
         # so a short object in front of the wall shows the wall above it.
-        wall_t, _, _ = self._wall_distance(rb.x, rb.y, angles)
+        wall_t = self._wall_distance(rb.x, rb.y, angles)
         self._paint(img, zbuf, rows, focal, wall_t * cos_rel, 0.0, _WALL_HEIGHT_M,
                     np.broadcast_to(_WALL_RGB, (w, 3)), np.ones(w, bool))
         table = self.casting_table(robot_id)
@@ -542,13 +538,14 @@ class World:
         zbuf[mask] = np.broadcast_to(depth[None, :], zbuf.shape)[mask]
         img[mask] = np.broadcast_to(colours[None, :, :], img.shape)[mask]
 
-    def _wall_distance(self, ox: float, oy: float, angles: np.ndarray) -> tuple[np.ndarray, None, None]:
+    def _wall_distance(self, ox: float, oy: float, angles: np.ndarray) -> np.ndarray:
+        """Distance along each ray from a point inside the room to the wall."""
         half = self.config.room_size_m / 2
         ux, uy = np.cos(angles), np.sin(angles)
         with np.errstate(divide="ignore", invalid="ignore"):
             tx = np.where(ux > 0, (half - ox) / ux, np.where(ux < 0, (-half - ox) / ux, np.inf))
             ty = np.where(uy > 0, (half - oy) / uy, np.where(uy < 0, (-half - oy) / uy, np.inf))
-        return np.minimum(tx, ty), None, None
+        return np.minimum(tx, ty)
 
     def _cast_one(
         self, ox: float, oy: float, angles: np.ndarray, index: int, exclude: str | None

@@ -65,7 +65,7 @@ def test_robot_never_enters_an_object_from_any_direction():
         w.set_twist("r", *rng.uniform(-1, 1, 3))
         w.step(0.1)
         for o in w.objects:
-            assert w._edge_distance(o, rb.x, rb.y) >= w.config.robot_radius_m - 1e-9
+            assert w.edge_distance(o, rb.x, rb.y) >= w.config.robot_radius_m - 1e-9
     assert rb.collisions > 0
 
 

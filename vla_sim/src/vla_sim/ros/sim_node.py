@@ -55,11 +55,14 @@ class _RobotIo:
         self.frame_base = f"{ns}base_link"
         self.frame_camera = f"{ns}camera_link"
         self.frame_laser = f"{ns}laser"
-        self.pub_image = rospy.Publisher(f"{ns}camera/rgb/image_raw", Image, queue_size=1)
-        self.pub_scan = rospy.Publisher(f"{ns}scan", LaserScan, queue_size=1)
-        self.pub_cloud = rospy.Publisher(f"{ns}velodyne_points", PointCloud2, queue_size=1)
-        self.pub_odom = rospy.Publisher(f"{ns}odom", Odometry, queue_size=1)
-        self.pub_battery = rospy.Publisher(f"{ns}battery_state", BatteryState, queue_size=1)
+        # keyed by stream name, the same keys as SimNode's message builders and periods
+        self.publishers = {
+            "camera": rospy.Publisher(f"{ns}camera/rgb/image_raw", Image, queue_size=1),
+            "scan": rospy.Publisher(f"{ns}scan", LaserScan, queue_size=1),
+            "cloud": rospy.Publisher(f"{ns}velodyne_points", PointCloud2, queue_size=1),
+            "odom": rospy.Publisher(f"{ns}odom", Odometry, queue_size=1),
+            "battery": rospy.Publisher(f"{ns}battery_state", BatteryState, queue_size=1),
+        }
         self.last_cmd_s = -math.inf
         self.bad_tasks = 0
         rospy.Subscriber(f"{ns}cmd_vel", Twist, node.on_cmd_vel, callback_args=rid, queue_size=1)
@@ -75,6 +78,8 @@ class SimNode:
         self.lock = threading.Lock()
         single = len(cfg.robots) == 1
         self.io = {rid: _RobotIo(self, rid, "" if single else rid) for rid in cfg.robots}
+        self.builders = {"camera": self._image, "scan": self._scan, "cloud": self._cloud, "odom": self._odom,
+                         "battery": self._battery}
         self.pub_state = rospy.Publisher("sim/state", String, queue_size=1)
         self.tf = tf2_ros.TransformBroadcaster()
         self.static_tf = tf2_ros.StaticTransformBroadcaster()
@@ -196,36 +201,19 @@ class SimNode:
             self._window = (now, self.sim_time_s)
 
     def _publish(self, name: str, stamp: rospy.Time) -> None:
-        for rid, io in self.io.items():
-            with self.lock:
-                if name == "camera":
-                    msg = self._image(rid, io, stamp)
-                elif name == "scan":
-                    msg = self._scan(rid, io, stamp)
-                elif name == "cloud":
-                    msg = self._cloud(rid, io, stamp)
-                elif name == "odom":
-                    msg = self._odom(rid, io, stamp)
-                elif name == "battery":
-                    msg = self._battery(rid, io, stamp)
-                else:
-                    msg = None
-            if name == "camera":
-                io.pub_image.publish(msg)
-            elif name == "scan":
-                io.pub_scan.publish(msg)
-            elif name == "cloud":
-                io.pub_cloud.publish(msg)
-            elif name == "odom":
-                io.pub_odom.publish(msg)
-                self.tf.sendTransform(self._odom_tf(msg))
-            elif name == "battery":
-                io.pub_battery.publish(msg)
         if name == "state":
             with self.lock:
                 state = self.world.state()
             state["timestamp"] = time.time()
             self.pub_state.publish(String(data=json.dumps(state)))
+            return
+        build = self.builders[name]
+        for rid, io in self.io.items():
+            with self.lock:
+                msg = build(rid, io, stamp)
+            io.publishers[name].publish(msg)
+            if name == "odom":
+                self.tf.sendTransform(self._odom_tf(msg))
         if name in self.freq:
             self.freq[name].tick()
 
