@@ -509,9 +509,9 @@ class World:
         wall_t = self._wall_distance(rb.x, rb.y, angles)
         self._paint(img, zbuf, rows, focal, wall_t * cos_rel, 0.0, _WALL_HEIGHT_M,
                     np.broadcast_to(_WALL_RGB, (w, 3)), np.ones(w, bool))
-        table = self.casting_table(robot_id)
-        for i, item in enumerate(table[1:]):
-            dist, lat = self._cast_one(rb.x, rb.y, angles, i, robot_id)
+        circles, round_items = self._circles(robot_id)
+        for i, item in enumerate([*round_items, *self._box_objs]):
+            dist, lat = self._cast_one(rb.x, rb.y, angles, i, circles)
             hit = np.isfinite(dist)
             if not hit.any():
                 continue
@@ -548,11 +548,13 @@ class World:
         return np.minimum(tx, ty)
 
     def _cast_one(
-        self, ox: float, oy: float, angles: np.ndarray, index: int, exclude: str | None
+        self, ox: float, oy: float, angles: np.ndarray, index: int, circles: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Distance (inf on a miss) and normalised lateral offset of rays against one primitive."""
+        """Distance (inf on a miss) and normalised lateral offset of rays against one primitive.
+
+        `index` counts the round primitives in `circles` first, then the boxes.
+        """
         ux, uy = np.cos(angles), np.sin(angles)
-        circles, _ = self._circles(exclude)
         if index < len(circles):
             cx, cy, r = circles[index]
             b = (cx - ox) * ux + (cy - oy) * uy
