@@ -390,17 +390,14 @@ class World:
     # ------------------------------------------------------------------ ray casting
     def cast(
         self, ox: float, oy: float, angles: np.ndarray, exclude: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Casts 2D rays from (ox, oy) at world `angles`.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Casts 2D rays from (ox, oy) at world `angles`, all primitives at once (lidar and cloud).
 
-        Returns (distance [N], kind [N], lateral [N]) where kind indexes `self.casting_table(exclude)`
-        (0 = wall) and lateral is the hit point's offset from a round primitive's axis, normalised
-        to [0, 1] (0 for walls and boxes); it drives the shape cues of the camera.
+        Returns (distance [N], kind [N]) where kind indexes `self.casting_table(exclude)` (0 = wall).
         """
         ux, uy = np.cos(angles), np.sin(angles)
         best = self._wall_distance(ox, oy, angles)
         kind = np.zeros(angles.shape, dtype=np.int32)
-        lateral = np.zeros(angles.shape)
         circles, _ = self._circles(exclude)
         if len(circles):
             cx = circles[:, 0:1] - ox
@@ -416,8 +413,6 @@ class World:
             closer = tmin < best
             best = np.where(closer, tmin, best)
             kind = np.where(closer, idx + 1, kind)
-            lat = np.sqrt(np.clip(perp2[idx, np.arange(t.shape[1])], 0, None)) / r[idx, 0]
-            lateral = np.where(closer, np.clip(lat, 0.0, 1.0), lateral)
         if len(self._box):
             bx = self._box[:, 0:1] - ox
             by = self._box[:, 1:2] - oy
@@ -435,8 +430,7 @@ class World:
             closer = tmin < best
             best = np.where(closer, tmin, best)
             kind = np.where(closer, idx + 1 + len(circles), kind)
-            lateral = np.where(closer, 0.0, lateral)
-        return best, kind, lateral
+        return best, kind
 
     def _circles(self, exclude: str | None) -> tuple[np.ndarray, list]:
         """Round primitives (round objects, then robots other than `exclude`) and their descriptors."""
@@ -456,7 +450,7 @@ class World:
         rb = self.robot(robot_id)
         c = self.config
         angles = rb.yaw + np.arange(c.lidar_beams) * (2 * np.pi / c.lidar_beams)
-        dist, _, _ = self.cast(rb.x, rb.y, angles, exclude=robot_id)
+        dist, _ = self.cast(rb.x, rb.y, angles, exclude=robot_id)
         dist = dist.astype(np.float32)
         dist[(dist > c.lidar_range_max_m) | (dist < c.lidar_range_min_m)] = np.inf
         return dist
@@ -466,7 +460,7 @@ class World:
         rb = self.robot(robot_id)
         c = self.config
         rel = np.arange(c.cloud_beams) * (2 * np.pi / c.cloud_beams)
-        dist, kind, _ = self.cast(rb.x, rb.y, rb.yaw + rel, exclude=robot_id)
+        dist, kind = self.cast(rb.x, rb.y, rb.yaw + rel, exclude=robot_id)
         table = self.casting_table(robot_id)
         heights = np.array([_height_of(t) for t in table])[kind]
         pts = []
