@@ -6,6 +6,11 @@ of the full twist gives the largest safe s: the fraction of the horizon before t
 where the disc would come closer than `collision_threshold` to a point. Points already inside the
 threshold only forbid motion that brings the robot closer to them, so it can always back away,
 and turning in place never moves the disc.
+
+Scaling alone freezes a robot whose request keeps leaning into an obstacle it passes. `safest`
+therefore also tries the request with the approach component removed at the first contact
+("slide along", twice for a corner), each re-checked by the same prediction, and returns the
+safe candidate closest to the request.
 """
 
 from __future__ import annotations
@@ -113,6 +118,18 @@ class CollisionResult:
     nearest_clearance: float  # footprint edge to nearest point [m]; inf if none
 
 
+@dataclass(frozen=True)
+class SafeCommand:
+    """The command `safest` chose: execute `twist` (vx, vy, wz) times `scale`."""
+
+    kind: str  # "request" (full), "scaled", "slide", "turn" (in place), "stop"
+    twist: tuple[float, float, float]  # unscaled candidate; a slide keeps the requested wz
+    scale: float
+    limiting_point: tuple[float, float] | None  # contact point of the request (None for "request")
+    slide_limit: tuple[float, float] | None  # for a scaled-down slide: the point that limited it
+    request: CollisionResult  # the check of the full request (nearest point, clearance)
+
+
 class CollisionChecker:
     """Finds the largest fraction of a twist that keeps the footprint clear of obstacle points."""
 
@@ -153,5 +170,65 @@ class CollisionChecker:
             return CollisionResult(1.0, None, nearest, clearance)
         k = int(np.argmax(hits))  # first violating future sample (path index k + 1)
         scale = k / self.steps
-        j = int(np.argmax(violating[k]))
+        # the deepest violation at first contact: its direction is the contact normal a slide removes
+        j = int(np.argmin(np.where(violating[k], d2[k], np.inf)))
         return CollisionResult(scale, (float(pts[j, 0]), float(pts[j, 1])), nearest, clearance)
+
+    def safest(self, twist_xyw: tuple[float, float, float], points: np.ndarray,
+               angular_weight_m: float | None = None) -> SafeCommand:
+        """The safe command closest to the planar request (vx, vy, wz): the request at full or reduced
+        scale, the request sliding along the obstacle it would hit (once, or twice for a corner) at its
+        own safe scale, turning in place, or stop. Every candidate except turn/stop is checked by the
+        same prediction, so none brings the footprint closer than the threshold to any point (or closer
+        than it already is to a point inside the threshold).
+
+        Closeness is the distance between executed and requested twists, the angular error weighted by
+        `angular_weight_m` (default: the robot radius, i.e. speed at the footprint edge).
+        """
+        w_ang = self.robot_radius if angular_weight_m is None else angular_weight_m
+        req = np.asarray(twist_xyw, dtype=np.float64)
+        first = self.check(twist_xyw, points)
+        if first.scale >= 1.0:
+            return SafeCommand("request", tuple(req), 1.0, None, None, first)
+        candidates = []
+        if first.scale > 0.0:
+            candidates.append(SafeCommand("scaled", tuple(req), first.scale, first.limiting_point, None, first))
+        twist, result = req, first
+        normals: list[np.ndarray] = []
+        for _ in range(2):  # slide along the first contact, then along a second one (a corner)
+            normal = self._contact_normal(twist, result)
+            normals.append(normal)
+            v = twist[:2].copy()
+            for n in normals:  # remove every approach component met so far
+                v -= max(0.0, float(v @ n)) * n
+            if any(float(v @ n) > 1e-9 for n in normals) or math.hypot(v[0], v[1]) < 1e-6:
+                break
+            twist = np.array([v[0], v[1], req[2]])
+            result = self.check(tuple(twist), points)
+            if result.scale > 0.0:
+                candidates.append(SafeCommand("slide", tuple(twist), result.scale, first.limiting_point,
+                                              result.limiting_point, first))
+            if result.scale >= 1.0:
+                break
+        if req[2] != 0.0:
+            candidates.append(SafeCommand("turn", (0.0, 0.0, float(req[2])), 1.0, first.limiting_point, None,
+                                          first))
+        candidates.append(SafeCommand("stop", (0.0, 0.0, 0.0), 0.0, first.limiting_point, None, first))
+        executed = np.array([np.asarray(c.twist) * c.scale for c in candidates])
+        err = executed - req
+        cost = err[:, 0] ** 2 + err[:, 1] ** 2 + (w_ang * err[:, 2]) ** 2
+        return candidates[int(np.argmin(cost))]  # first of equals: scaled before slide before turn
+
+    def _contact_normal(self, twist: np.ndarray, result: CollisionResult) -> np.ndarray:
+        """Unit vector, in the body frame at first contact, from the robot towards the limiting point."""
+        vx, vy, wz = twist
+        t = result.scale * self.horizon_s  # the last safe sample
+        if abs(wz) < 1e-6:
+            pos, heading = np.array([vx * t, vy * t]), 0.0
+        else:
+            s, c = math.sin(wz * t), math.cos(wz * t)
+            pos, heading = np.array([(vx * s + vy * (c - 1.0)) / wz, (vx * (1.0 - c) + vy * s) / wz]), wz * t
+        d = np.asarray(result.limiting_point) - pos
+        d /= max(float(np.hypot(d[0], d[1])), 1e-9)
+        ch, sh = math.cos(heading), math.sin(heading)
+        return np.array([ch * d[0] + sh * d[1], -sh * d[0] + ch * d[1]])

@@ -53,6 +53,11 @@ class AccelerationLimiter:
     def reset(self) -> None:
         self.last = ZERO_TWIST.copy()
 
+    def brake_to(self, twist: np.ndarray) -> np.ndarray:
+        """Replaces the last output by a slower one (same signs, smaller magnitudes) decided after `step`."""
+        self.last = np.asarray(twist, dtype=np.float64).copy()
+        return self.last.copy()
+
     def step(self, target: np.ndarray, dt: float) -> np.ndarray:
         """Moves from the last output towards `target` within dt's acceleration budget."""
         dt = min(max(dt, 0.0), 1.0)

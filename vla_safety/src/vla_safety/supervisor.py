@@ -136,6 +136,8 @@ class SafetySupervisor:
         if d.level >= STOPPED:
             d.speed_scale = 0.0
         d.commanded = self._limiter.step(target, dt)
+        if d.level <= LIMITED and not np.array_equal(d.commanded, target):
+            self._check_ramp(points, d)
         self._log_transition(d)
         return d
 
@@ -153,21 +155,39 @@ class SafetySupervisor:
         reasons = []
         if d.clamped_axes:
             reasons.append("clamped " + ", ".join(d.clamped_axes))
-        result = self.checker.check((twist[0], twist[1], twist[5]), points)
-        d.speed_scale = result.scale
-        d.limiting_obstacle = result.limiting_point
-        if result.scale < 1.0:
-            px, py = result.limiting_point
+        choice = self.checker.safest((twist[0], twist[1], twist[5]), points)
+        d.speed_scale = choice.scale
+        d.limiting_obstacle = choice.limiting_point
+        if choice.kind != "request":
+            px, py = choice.limiting_point
             where = f"obstacle at ({px:.2f}, {py:.2f}) m in {self.config.base_frame}"
-            if result.scale > 0.0:
-                twist = twist * result.scale
-                reasons.append(f"collision avoidance: speed scaled to {result.scale:.2f} for {where}")
-            elif np.any(twist[3:] != 0.0):
+            if choice.kind == "scaled":
+                twist = twist * choice.scale
+                reasons.append(f"collision avoidance: speed scaled to {choice.scale:.2f} for {where}")
+            elif choice.kind == "slide":
+                vx, vy, wz = choice.twist
+                twist = np.array([vx, vy, twist[2], twist[3], twist[4], wz]) * choice.scale
+                reasons.append(f"collision avoidance: sliding along {where}: approach component removed, "
+                               f"scale {choice.scale:.2f}")
+            elif choice.kind == "turn" or np.any(twist[3:] != 0.0):
                 twist = np.concatenate([np.zeros(3), twist[3:]])
                 reasons.append(f"collision avoidance: no safe linear motion ({where}), turning in place only")
             else:
                 return ZERO_TWIST, STOPPED, f"collision avoidance: no safe motion, {where}"
         return twist, (LIMITED if reasons else OK), "; ".join(reasons)
+
+    def _check_ramp(self, points: np.ndarray, d: Decision) -> None:
+        """While accelerating, the axes ramp separately, so the output can point elsewhere than the checked
+        target (speeding up forward while a sideways part brakes at once); it gets its own check."""
+        result = self.checker.check((d.commanded[0], d.commanded[1], d.commanded[5]), points)
+        if result.scale < 1.0:
+            d.commanded = self._limiter.brake_to(d.commanded * result.scale)
+            d.speed_scale = min(d.speed_scale, result.scale)
+            d.level = LIMITED
+            px, py = result.limiting_point
+            d.reason = "; ".join(filter(None, [d.reason, f"collision avoidance: accelerating output scaled to "
+                                                         f"{result.scale:.2f} for obstacle at ({px:.2f}, {py:.2f})"
+                                                         f" m in {self.config.base_frame}"]))
 
     def _log_transition(self, d: Decision) -> None:
         if d.level != self._last_level:

@@ -130,3 +130,68 @@ def test_a_30000_point_cloud_is_cheap():
     per_check = (time.perf_counter() - start) / 20
     # a 10 Hz cloud and 20 Hz checks: well under 10 % of a core
     assert per_cloud * 10 + per_check * 20 < 0.05, (per_cloud, per_check)
+
+
+def wall_at_y(y: float, half_length: float = 4.0, step: float = 0.02) -> np.ndarray:
+    xs = np.arange(-half_length, half_length + 1e-9, step)
+    return np.stack([xs, np.full_like(xs, y)], axis=1)
+
+
+def executed(choice):
+    return tuple(choice.scale * v for v in choice.twist)
+
+
+def never_closer(twist, points, tol=0.01):
+    """No point ends up closer than the threshold, or than it already was if it is inside it."""
+    path = predict_path(twist, T, 300)
+    d = np.sqrt(((path[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+    return bool(np.all(d.min(axis=0) >= np.minimum(R + THR, d[0]) - tol))
+
+
+def test_free_request_is_taken_as_is(checker):
+    choice = checker.safest((1.0, 0.3, 0.2), wall_at_x(5.0))
+    assert choice.kind == "request" and choice.scale == 1.0 and choice.twist == (1.0, 0.3, 0.2)
+
+
+def test_beside_a_wall_the_approach_component_is_removed(checker):
+    pts = wall_at_y(0.8)  # 0.6 m from the footprint edge, on the left
+    request = (0.8, 0.4, 0.0)
+    assert checker.check(request, pts).scale < 0.2  # scaling alone would nearly stop the robot
+    choice = checker.safest(request, pts)
+    assert choice.kind == "slide" and choice.scale == 1.0
+    vx, vy, wz = executed(choice)
+    assert vx == pytest.approx(0.8, abs=0.05) and abs(vy) < 0.05 and wz == 0.0
+    assert choice.limiting_point[1] == pytest.approx(0.8)
+    assert never_closer(executed(choice), pts)
+
+
+def test_moving_away_from_a_point_inside_the_threshold_stays_allowed(checker):
+    pts = wall_at_y(0.6)  # 0.4 m: inside the threshold
+    assert checker.safest((0.0, -0.4, 0.0), pts).kind == "request"
+    choice = checker.safest((0.5, 0.3, 0.0), pts)
+    assert never_closer(executed(choice), pts)
+
+
+def test_head_on_into_a_wall_still_stops(checker):
+    choice = checker.safest((1.0, 0.0, 0.0), wall_at_x(0.7))
+    assert choice.kind == "stop" and choice.scale == 0.0
+    choice = checker.safest((1.0, 0.0, 0.6), wall_at_x(0.7))
+    assert choice.kind == "turn" and executed(choice) == (0.0, 0.0, 0.6)
+
+
+def test_a_corner_ahead_left_leaves_only_safe_motion(checker):
+    pts = np.concatenate([wall_at_y(0.75), wall_at_x(0.75)])
+    choice = checker.safest((0.8, 0.4, 0.0), pts)
+    assert choice.scale < 0.1 or choice.kind == "slide"
+    assert never_closer(executed(choice), pts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_chosen_command_keeps_its_distance(checker, seed):
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(-2.0, 2.0, size=(300, 2))
+    pts = pts[np.hypot(pts[:, 0], pts[:, 1]) > R + 0.1]  # some inside the threshold, none in the footprint
+    for _ in range(20):
+        request = (rng.uniform(-1, 1), rng.uniform(-0.5, 0.5), rng.uniform(-1, 1))
+        choice = checker.safest(request, pts)
+        assert never_closer(executed(choice), pts), (request, choice)

@@ -176,3 +176,75 @@ def test_service_trigger_has_no_hold():
     rig.tick(cmd=twist(0.1))
     rig.sup.trigger_estop(rig.t, "service")
     assert rig.sup.reset(rig.t)[0]
+
+
+def drive(rig, walls, request, seconds=10.0, dt=0.05):
+    """Closed loop: holonomic kinematics with heading, world obstacle points, `request` (a twist, or a
+    function of the pose [x, y, heading] giving one) every tick.
+
+    Checks that every output (after the acceleration limiter) is itself safe over the horizon, and returns
+    the distance travelled, the smallest footprint clearance seen and the last decision."""
+    pose = np.zeros(3)
+    travelled, min_clearance, d = 0.0, math.inf, None
+    for _ in range(int(seconds / dt)):
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        rel = walls - pose[:2]
+        body = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], 1)
+        rig.points = reduce_points(body, ORIGIN, 3.0, 0.05, 5000)
+        clearance = float(np.hypot(body[:, 0], body[:, 1]).min()) - rig.cfg.robot_radius
+        min_clearance = min(min_clearance, clearance)
+        d = rig.tick(dt=dt, cmd=request(pose) if callable(request) else request)
+        vx, vy, wz = d.commanded[[0, 1, 5]]
+        check = rig.sup.checker.check((vx, vy, wz), rig.points)
+        assert check.scale == 1.0, d.reason
+        pose += np.array([(c * vx - s * vy) * dt, (s * vx + c * vy) * dt, wz * dt])
+        travelled += math.hypot(vx, vy) * dt
+    return travelled, min_clearance, d
+
+
+def line(p0, p1, step=0.02):
+    n = int(math.hypot(p1[0] - p0[0], p1[1] - p0[1]) / step) + 1
+    return np.linspace(p0, p1, n)
+
+
+def test_leaning_into_a_wall_slides_along_it():
+    """The reference policy's deadlock: passing a wall it keeps asking for forward plus towards-the-wall."""
+    rig = Rig()
+    wall = line((-2.0, 0.9), (30.0, 0.9))
+    travelled, min_clearance, d = drive(rig, wall, twist(0.6, 0.3), seconds=8.0)
+    assert min_clearance >= rig.cfg.collision_threshold - 1e-6
+    assert travelled > 3.5  # scaling alone stops within ~0.2 m of the threshold
+    assert d.level == LIMITED and "sliding along" in d.reason and "approach component removed" in d.reason
+    assert d.commanded[0] > 0.5
+
+
+def test_corridor_keeps_moving_with_a_weaving_request():
+    """0.1 m to spare on each side; the request leans sideways and steers, switching side every 1.5 s."""
+    rig = Rig()
+    walls = np.concatenate([line((-2.0, 0.8), (30.0, 0.8)), line((-2.0, -0.8), (30.0, -0.8))])
+    clock = iter(range(10**6))
+
+    def weave(pose):
+        side = 1.0 if (next(clock) // 30) % 2 == 0 else -1.0
+        return twist(0.7, 0.25 * side, float(np.clip(0.5 * side - 2.0 * pose[2], -0.6, 0.6)))
+
+    travelled, min_clearance, _ = drive(rig, walls, weave, seconds=8.0)
+    assert min_clearance >= rig.cfg.collision_threshold - 0.01
+    assert travelled > 3.0
+
+
+def test_head_on_into_a_wall_stops_at_the_threshold():
+    rig = Rig()
+    travelled, min_clearance, d = drive(rig, line((2.0, -3.0), (2.0, 3.0)), twist(0.8), seconds=5.0)
+    assert min_clearance >= rig.cfg.collision_threshold - 1e-6
+    assert d.commanded[0] < 0.05 and "sliding" not in d.reason  # nothing to slide along head-on
+    assert 1.2 < travelled < 1.3
+
+
+def test_accelerating_output_is_checked_on_its_own():
+    """The axes ramp separately, so while speeding up the output is not a scaled copy of the checked target
+    (here angular.z lags linear.x and the arc flattens towards the wall); `drive` checks every output."""
+    rig = Rig()
+    wall = line((-2.0, 0.795), (30.0, 0.795))
+    _, min_clearance, _ = drive(rig, wall, twist(0.85, 0.0, 0.715), seconds=1.0)
+    assert min_clearance >= rig.cfg.collision_threshold - 0.01
