@@ -126,7 +126,7 @@ def test_a_30000_point_cloud_is_cheap():
     per_cloud = (time.perf_counter() - start) / 10
     start = time.perf_counter()
     for _ in range(20):
-        checker.check((1.0, 0.2, 0.5), pts)
+        checker.safest((1.0, 0.2, 0.5), pts)  # limited by a wall: the request, its slide and their checks
     per_check = (time.perf_counter() - start) / 20
     # a 10 Hz cloud and 20 Hz checks: well under 10 % of a core
     assert per_cloud * 10 + per_check * 20 < 0.05, (per_cloud, per_check)
