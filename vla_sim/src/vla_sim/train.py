@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, initialisation and shuffling")
     parser.add_argument("--expert-episodes", type=int, default=500)
-    parser.add_argument("--dagger-rounds", type=int, default=3)
+    parser.add_argument("--dagger-rounds", type=int, default=4)
     parser.add_argument("--dagger-episodes", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=10, help="epochs after the expert data")
     parser.add_argument("--dagger-epochs", type=int, default=3, help="epochs after each DAgger round")
