@@ -11,14 +11,20 @@ import math
 
 import numpy as np
 
-from vla_sim.world import REACHED_DISTANCE_M, World, wrap_angle
+from vla_sim.world import REACHED_DISTANCE_M, SAFETY_CLEARANCE_M, World, wrap_angle
 
-# Stop a little inside the success radius so that the student's small errors still count as reached.
+# Stop a little inside the success radius so that the student's small errors still count as reached:
+# 0.5 m, right at the deployed safety bubble (see world.REACHED_DISTANCE_M), which never lets the
+# robot nearer.
 STOP_DISTANCE_M = REACHED_DISTANCE_M - 0.1
 # The target counts as in view when its centre is this far from the optical axis (camera half-FOV is 45 deg).
 VIEW_HALF_ANGLE_RAD = math.radians(40.0)
 SEARCH_TURN_RPS = 1.0
-_INFLUENCE_M = 0.45  # obstacles nearer than this (edge to edge) push the robot away
+# Obstacles, walls and other robots nearer than this (edge to edge) push the robot away. The push
+# grows from nothing at the influence distance to the full driving speed at the safety bubble
+# (SAFETY_CLEARANCE_M, 0.5 m), so the expert steers round with more than the bubble's clearance and
+# never asks for motion that the safety layer would cut.
+_INFLUENCE_M = SAFETY_CLEARANCE_M + 0.25
 
 
 def expert_action(world: World, robot_id: str) -> np.ndarray:
@@ -59,7 +65,7 @@ def expert_action(world: World, robot_id: str) -> np.ndarray:
             away[axis] = -sign
             pushes.append((away, gap))
     for away, gap in pushes:
-        strength = speed * (1.0 - max(gap, 0.0) / _INFLUENCE_M)
+        strength = speed * min((_INFLUENCE_M - gap) / (_INFLUENCE_M - SAFETY_CLEARANCE_M), 1.5)
         heading_in = float(np.dot(to_t, away))
         if heading_in < 0:  # the goal lies beyond the obstacle: go round it rather than stall
             tangent = np.array([-away[1], away[0]])
@@ -72,8 +78,8 @@ def expert_action(world: World, robot_id: str) -> np.ndarray:
     vx = cy * v[0] + sy * v[1]
     vy = -sy * v[0] + cy * v[1]
     wz = float(np.clip(2.0 * wrap_angle(bearing), -c.max_angular_z_rps, c.max_angular_z_rps))
-    return np.array([
-        float(np.clip(vx, -0.2, c.max_linear_x_mps)),
-        float(np.clip(vy, -c.max_linear_y_mps, c.max_linear_y_mps)),
-        wz,
-    ])
+    # Scale the whole velocity into the axis limits (rather than clipping each axis) so the direction
+    # the field chose, round the obstacle, survives the weaker sideways axis.
+    scale = min(1.0, c.max_linear_y_mps / max(abs(vy), 1e-9),
+                (c.max_linear_x_mps if vx >= 0 else 0.2) / max(abs(vx), 1e-9))
+    return np.array([float(vx * scale), float(vy * scale), wz])

@@ -17,7 +17,18 @@ LOG = logging.getLogger(__name__)
 
 # A robot whose edge is this close to its target's edge has reached it. The one definition used by
 # the expert, the evaluation, `sim/state` and the tests.
-REACHED_DISTANCE_M = 0.3
+#
+# It agrees with the safety envelope the robot is deployed behind: vla_safety's default
+# (config/safety.yaml) keeps the footprint edge at least collision_threshold = 0.5 m from every
+# obstacle point, targets included, so no robot can ever get nearer an object than 0.5 m. "At the
+# object" therefore means inside 0.6 m: the bubble plus 0.1 m of slack. The expert stops at the
+# bubble itself (REACHED_DISTANCE_M - 0.1) and keeps that clearance from everything else too.
+REACHED_DISTANCE_M = 0.6
+# The clearance the deployed safety layer enforces (footprint edge to any obstacle point, metres).
+SAFETY_CLEARANCE_M = REACHED_DISTANCE_M - 0.1
+# Least edge-to-edge gap between objects in a layout: a 0.4 m robot with the safety clearance on
+# both sides (0.4 + 2 x 0.5 = 1.4 m) plus 0.1 m slack, so a route between any two objects exists.
+_OBJECT_GAP_M = 2 * SAFETY_CLEARANCE_M + 0.4 + 0.1
 
 TARGET_NAMES: tuple[str, ...] = ("red cube", "blue ball", "green cylinder", "yellow cone")
 
@@ -182,20 +193,22 @@ class World:
         half = self.config.room_size_m / 2
         self.dock_xy = (-half + 0.6, -half + 0.6)
         self.objects = []
-        margin = 0.7  # keeps every object clear of the walls so a robot can drive round it
+        # Objects sit 0.3 m from the walls: too narrow for the 0.4 m robot to try, so it drives round
+        # the open side, where the gaps between objects (_OBJECT_GAP_M) leave room for the bubble.
+        wall_gap = 0.3
         for name, shape, size, height, rgb in _TARGET_SPECS:
-            x, y = self._free_spot(rng, half - margin, clearance=size + 0.9)
+            x, y = self._free_spot(rng, half - size - wall_gap, clearance=size + _OBJECT_GAP_M)
             self.objects.append(WorldObject(name, shape, x, y, size, height, rgb, True))
         for i in range(self.config.num_obstacles):
             shape = "box" if rng.random() < 0.5 else "cylinder"
             size = float(rng.uniform(0.2, 0.35))
-            x, y = self._free_spot(rng, half - margin, clearance=size + 0.9)
+            x, y = self._free_spot(rng, half - size - wall_gap, clearance=size + _OBJECT_GAP_M)
             grey = tuple(int(v) for v in _OBSTACLE_RGB)
             self.objects.append(WorldObject(f"obstacle_{i}", shape, x, y, size, 0.5, grey, False))
         self.robots = {}
         r = self.config.robot_radius_m
         for rid in self.robot_ids:
-            x, y = self._free_spot(rng, half - r - 0.3, clearance=r + 0.5, robots_too=True)
+            x, y = self._free_spot(rng, half - r - SAFETY_CLEARANCE_M, clearance=r + SAFETY_CLEARANCE_M, robots_too=True)
             self.robots[rid] = Robot(rid, x, y, float(rng.uniform(-np.pi, np.pi)))
         self.time_s = 0.0
         self._rebuild_primitives()

@@ -15,7 +15,8 @@ from vla_sim.instructions import (
     unseen_instructions,
 )
 from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
-from vla_sim.world import TARGET_NAMES
+from vla_sim.expert import STOP_DISTANCE_M
+from vla_sim.world import REACHED_DISTANCE_M, SAFETY_CLEARANCE_M, TARGET_NAMES, World
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -25,6 +26,38 @@ def test_expert_reaches_target(seed):
     reached, time_s = run_episode(world, lambda _img: expert_action(world, ROBOT_ID))
     assert reached, f"seed {seed}: {world.distance_to_target(ROBOT_ID):.2f} m left"
     assert time_s < 30.0
+
+
+def test_distances_agree_with_the_safety_bubble():
+    # config/safety.yaml keeps 0.5 m from the footprint edge; reached means inside 0.6 m
+    assert REACHED_DISTANCE_M == pytest.approx(0.6)
+    assert SAFETY_CLEARANCE_M == pytest.approx(0.5)
+    assert STOP_DISTANCE_M == pytest.approx(SAFETY_CLEARANCE_M)
+
+
+def test_expert_keeps_outside_the_safety_bubble():
+    """Over many layouts the expert succeeds and, once it moves, never closes in on anything but its
+    target nearer than the bubble (a few centimetres of overshoot from the acceleration limits aside)."""
+    wins, worst = 0, np.inf
+    for seed in range(100000, 100060):
+        target = TARGET_NAMES[seed % 4]
+        world = World([ROBOT_ID], seed=seed)
+        world.set_target(ROBOT_ID, target)
+        rb, r, half = world.robot(ROBOT_ID), world.config.robot_radius_m, world.config.room_size_m / 2
+        prev = np.inf
+        for _ in range(300):
+            if world.reached(ROBOT_ID):
+                wins += 1
+                break
+            gap = min([world.edge_distance(o, rb.x, rb.y) - r for o in world.objects if o.name != target]
+                      + [half - abs(rb.x) - r, half - abs(rb.y) - r])
+            if gap < prev - 1e-4:  # approaching: this is motion the safety layer would judge
+                worst = min(worst, gap)
+            prev = gap
+            world.set_twist(ROBOT_ID, *expert_action(world, ROBOT_ID))
+            world.step(0.1)
+    assert wins >= 59
+    assert worst > SAFETY_CLEARANCE_M - 0.1
 
 
 def test_expert_stops_without_target_and_chunk_restores_world():

@@ -61,6 +61,9 @@ def test_robot_never_enters_an_object_from_any_direction():
     w = World(["r"], seed=5)
     rng = np.random.default_rng(0)
     rb = w.robot("r")
+    # Start just off an object so the random walk is sure to bump into it from several sides.
+    obstacle = w.objects[-1]
+    rb.x, rb.y = obstacle.x + obstacle.size_m + w.config.robot_radius_m + 0.02, obstacle.y
     for _ in range(400):
         w.set_twist("r", *rng.uniform(-1, 1, 3))
         w.step(0.1)
