@@ -30,12 +30,6 @@ from std_msgs.msg import String
 from vla_msgs.msg import Action, InferenceStats
 
 ROBOT = "robot_1"
-# demo.launch with one safety parameter overridden (see --safety-collision-threshold)
-OVERRIDE_LAUNCH = """<launch>
-  <include file="$(find vla_deployment)/launch/demo.launch"><arg name="seed" value="{seed}"/></include>
-  <param name="safety_node/collision_threshold" value="{threshold}"/>
-</launch>
-"""
 
 
 def free_port() -> int:
@@ -47,15 +41,11 @@ def free_port() -> int:
 class Launch:
     """roslaunch in its own process group, stopped with SIGINT, then SIGTERM, then SIGKILL."""
 
-    def __init__(self, port: int, seed: int, log: Path, collision_threshold: float | None = None):
+    def __init__(self, port: int, seed: int, log: Path):
         self.log = log
         self._fh = log.open("w")
         env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}")
         cmd = ["roslaunch", "-p", str(port), "vla_deployment", "demo.launch", f"seed:={seed}"]
-        if collision_threshold is not None:
-            wrapper = log.parent / "demo_override.launch"
-            wrapper.write_text(OVERRIDE_LAUNCH.format(seed=seed, threshold=collision_threshold))
-            cmd = ["roslaunch", "-p", str(port), str(wrapper)]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL, stdout=self._fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -186,21 +176,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="layout seed of the world")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds allowed for the drive")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds allowed for start-up")
-    parser.add_argument("--safety-collision-threshold", type=float, default=0.1,
-                        help="gap [m] the safety node keeps to obstacles in this demo; config/safety.yaml's 0.5 m "
-                             "is wider than sim/state's 0.3 m reach distance, so no approach could finish; "
-                             "a negative value keeps safety.yaml's")
     args = parser.parse_args()
-    threshold = args.safety_collision_threshold if args.safety_collision_threshold >= 0 else None
 
     port = free_port()
     os.environ["ROS_MASTER_URI"] = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="vla_demo_")) / "roslaunch.log"
     print(f"starting demo.launch (master {os.environ['ROS_MASTER_URI']}, log {log})", flush=True)
-    if threshold is not None:
-        print(f"note: safety_node collision_threshold {threshold} m for this demo (config/safety.yaml keeps "
-              "0.5 m, more than the 0.3 m at which sim/state counts a target as reached)", flush=True)
-    launch = Launch(port, args.seed, log, threshold)
+    launch = Launch(port, args.seed, log)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
