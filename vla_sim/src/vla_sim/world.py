@@ -208,7 +208,9 @@ class World:
         self.robots = {}
         r = self.config.robot_radius_m
         for rid in self.robot_ids:
-            x, y = self._free_spot(rng, half - r - SAFETY_CLEARANCE_M, clearance=r + SAFETY_CLEARANCE_M, robots_too=True)
+            # Robots start outside the safety bubble of every wall, object and other robot.
+            x, y = self._free_spot(rng, half - r - SAFETY_CLEARANCE_M, clearance=r + SAFETY_CLEARANCE_M,
+                                   robots_too=True)
             self.robots[rid] = Robot(rid, x, y, float(rng.uniform(-np.pi, np.pi)))
         self.time_s = 0.0
         self._rebuild_primitives()

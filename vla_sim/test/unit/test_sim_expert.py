@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from vla_sim.expert import expert_action
+from vla_sim.expert import STOP_DISTANCE_M, expert_action
 from vla_sim.instructions import (
     SYNONYMS,
     is_stop,
@@ -15,7 +15,6 @@ from vla_sim.instructions import (
     unseen_instructions,
 )
 from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
-from vla_sim.expert import STOP_DISTANCE_M
 from vla_sim.world import REACHED_DISTANCE_M, SAFETY_CLEARANCE_M, TARGET_NAMES, World
 
 
@@ -30,9 +29,9 @@ def test_expert_reaches_target(seed):
 
 def test_distances_agree_with_the_safety_bubble():
     # config/safety.yaml keeps 0.5 m from the footprint edge; reached means inside 0.6 m
-    assert REACHED_DISTANCE_M == pytest.approx(0.6)
-    assert SAFETY_CLEARANCE_M == pytest.approx(0.5)
-    assert STOP_DISTANCE_M == pytest.approx(SAFETY_CLEARANCE_M)
+    assert pytest.approx(0.6) == REACHED_DISTANCE_M
+    assert pytest.approx(0.5) == SAFETY_CLEARANCE_M
+    assert pytest.approx(SAFETY_CLEARANCE_M) == STOP_DISTANCE_M
 
 
 def test_expert_keeps_outside_the_safety_bubble():
