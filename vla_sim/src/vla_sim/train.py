@@ -61,6 +61,10 @@ class Dataset:
         return len(self.images)
 
 
+# Bump when the task definition or the training recipe changes: 2.0.0 is the first policy trained
+# for the 0.6 m reach that agrees with the safety bubble (1.0.0 reached at 0.3 m).
+POLICY_VERSION = "2.0.0"
+
 def collect(
     data: Dataset,
     seeds: range,
@@ -157,7 +161,7 @@ def export(net: VlaPolicyNet, model_path: Path) -> str:
 def write_sidecar(model_path: Path, sha256: str, training: dict, evaluation: dict) -> None:
     sidecar = {
         "name": "vla_sim_reference_policy",
-        "version": "1.0.0",
+        "version": POLICY_VERSION,
         "sha256": sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "framework": "torchscript",
