@@ -9,6 +9,7 @@ import unittest
 import rospy
 import rostest
 from diagnostic_msgs.msg import DiagnosticArray
+from safety_harness import wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -43,15 +44,7 @@ class HealthNodeTest(unittest.TestCase):
             time.sleep(0.05)
 
     def wait_for(self, pred, timeout=5.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                if pred():
-                    return True
-            except (TypeError, KeyError, AttributeError):
-                pass
-            time.sleep(0.05)
-        return False
+        return wait_for(pred, timeout, period=0.05)
 
     def test_reporting(self):
         self.assertTrue(self.wait_for(lambda: self.json is not None, 10))

@@ -30,6 +30,19 @@ def wall_scan_ranges(distance: float | None) -> list[float]:
     return ranges.tolist()
 
 
+
+def wait_for(predicate, timeout: float = 5.0, period: float = 0.02) -> bool:
+    """True as soon as predicate() holds; a predicate reading a message not yet received counts as false."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not rospy.is_shutdown():
+        try:
+            if predicate():
+                return True
+        except (TypeError, KeyError, AttributeError):
+            pass
+        time.sleep(period)
+    return False
+
 class SafetyHarness:
     """Publishes scan / cloud / odom at 10 Hz and a command at 10 Hz; records cmd_vel and status."""
 
@@ -92,15 +105,7 @@ class SafetyHarness:
             return self.cmd_vel[-1][1] if self.cmd_vel else None
 
     def wait_for(self, predicate, timeout: float = 5.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not rospy.is_shutdown():
-            try:
-                if predicate():
-                    return True
-            except (TypeError, KeyError, AttributeError):
-                pass
-            time.sleep(0.02)
-        return False
+        return wait_for(predicate, timeout)
 
     def wait_status(self, status: str, reason_part: str = "", timeout: float = 5.0) -> bool:
         return self.wait_for(lambda: self.status["status"] == status and reason_part in self.status["reason"],

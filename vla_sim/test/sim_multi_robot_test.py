@@ -2,25 +2,20 @@
 """sim_node with two robots: namespaced topics and frames, per-robot tasks, diagnostics."""
 
 import json
-import time
 import unittest
 
 import rospy
 import rostest
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
+from polling import wait_for
 from sensor_msgs.msg import Image, LaserScan
 from std_msgs.msg import String
 
 
 class MultiRobotTest(unittest.TestCase):
     def wait_for(self, predicate, timeout_s=15.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_for(predicate, timeout_s)
 
     def test_namespaces_tasks_diagnostics(self):
         rospy.init_node("sim_multi_robot_test")

@@ -12,6 +12,7 @@ import rostest
 import rostopic
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from polling import wait_for
 from sensor_msgs.msg import BatteryState, Image, LaserScan, PointCloud2
 from std_msgs.msg import String
 
@@ -51,12 +52,7 @@ class SimNodeTest(unittest.TestCase):
         cls.state = json.loads(msg.data)
 
     def wait_for(self, predicate, timeout_s=10.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_for(predicate, timeout_s)
 
     def test_1_sensor_topics(self):
         self.assertTrue(self.wait_for(lambda: all(self.msgs.values()), 20), "some sensor topic is silent")
