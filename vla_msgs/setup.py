@@ -1,0 +1,4 @@
+from catkin_pkg.python_setup import generate_distutils_setup
+from setuptools import setup
+
+setup(**generate_distutils_setup(packages=["vla_msgs"], package_dir={"": "src"}))
