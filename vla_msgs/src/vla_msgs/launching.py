@@ -33,12 +33,12 @@ def stop_group(proc: subprocess.Popen, grace_s: Sequence[float] = (20.0, 5.0, 5.
             proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
             continue
-        # The leader is gone; its children may linger in the group until signalled.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL if sig == signal.SIGKILL else sig)
-        except ProcessLookupError:
-            pass
         break
+    # The leader is gone; a child that ignored its signal may still hold the group.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class ProcessGroup:
