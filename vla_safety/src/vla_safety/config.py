@@ -1,4 +1,4 @@
-"""Typed, validated configuration of the safety and health nodes (mirrored by config/*.yaml)."""
+"""Typed, validated configuration of the safety node (mirrored by config/safety.yaml)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 SENSORS: tuple[str, ...] = ("scan", "velodyne_points", "odom")
-COMPONENTS: tuple[str, ...] = ("vision", "language", "action", "communication")
 
 
 class ConfigError(ValueError):
@@ -107,43 +106,6 @@ class SafetyConfig:
         _check_range("max_obstacle_points", self.max_obstacle_points, 100, 1_000_000)
         _check_range("trigger_hold", self.trigger_hold, 0.0, 60.0)
         _check_range("estop_republish_period", self.estop_republish_period, 0.1, 60.0)
-        return self
-
-
-@dataclass
-class HealthConfig:
-    """Every parameter of health_node."""
-
-    robot_id: str = "robot_1"
-    publish_rate: float = 1.0
-    camera_timeout: float = 1.0
-    min_camera_rate: float = 5.0
-    rate_window: float = 2.0
-    action_timeout: float = 1.0
-    expected_nodes: list[str] = field(default_factory=lambda: ["safety_node"])
-    node_ping_timeout: float = 0.5
-    cloud_health_url: str = ""
-    cloud_timeout: float = 1.0
-    critical_components: list[str] = field(default_factory=lambda: ["vision", "communication"])
-
-    def validate(self) -> HealthConfig:
-        """Raises ConfigError naming the first parameter outside its allowed range."""
-        if not isinstance(self.robot_id, str) or not self.robot_id:
-            raise ConfigError("~robot_id must be a non-empty string")
-        _check_range("publish_rate", self.publish_rate, 0.1, 50.0)
-        _check_range("camera_timeout", self.camera_timeout, 0.01, 60.0)
-        _check_range("min_camera_rate", self.min_camera_rate, 0.0, 1000.0)
-        _check_range("rate_window", self.rate_window, 0.1, 60.0)
-        _check_range("action_timeout", self.action_timeout, 0.01, 60.0)
-        if not isinstance(self.expected_nodes, (list, tuple)) or not all(
-                isinstance(n, str) and n for n in self.expected_nodes):
-            raise ConfigError(f"~expected_nodes must be a list of node names, got {self.expected_nodes!r}")
-        _check_range("node_ping_timeout", self.node_ping_timeout, 0.01, 10.0)
-        if not isinstance(self.cloud_health_url, str) or (
-                self.cloud_health_url and not self.cloud_health_url.startswith(("http://", "https://"))):
-            raise ConfigError(f"~cloud_health_url must be empty or an http(s) URL, got {self.cloud_health_url!r}")
-        _check_range("cloud_timeout", self.cloud_timeout, 0.01, 10.0)
-        _check_str_list("critical_components", self.critical_components)
         return self
 
 

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vla_safety.config import ConfigError, HealthConfig, SafetyConfig, build_config
+from vla_safety.config import ConfigError, SafetyConfig, build_config
 
 ROOT = Path(__file__).resolve().parents[3]
 SRC = ROOT / "vla_safety" / "src" / "vla_safety"
 
 
-@pytest.mark.parametrize("name,cls", [("safety.yaml", SafetyConfig), ("health.yaml", HealthConfig)])
+@pytest.mark.parametrize("name,cls", [("safety.yaml", SafetyConfig)])
 def test_yaml_mirrors_the_dataclass(name, cls):
     values = yaml.safe_load((ROOT / "config" / name).read_text())
     assert list(values) == [f.name for f in fields(cls)]
