@@ -33,6 +33,8 @@ rostest: $(READY)
 
 lint: $(READY)
 	@$(ENV) && ruff check $(LINT_PATHS)
+	@# Every imported module comes from ros-deps.txt, requirements.txt, the stdlib or the project.
+	@$(ENV) && python tools/check_deps.py
 	@$(ENV) && { catkin_lint -W2 --strict --offline -q $(addprefix .ws/src/,$(wildcard vla_*)) 2>&1; } \
 		| { grep -v 'rosdep' || true; }
 	@# The root package's folder holds every other package, whose node executables catkin_lint

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian ROS packages, the venv, the workspace links and the catkin build.
+# Idempotent set-up: Debian ROS packages, the venv, the workspace links and the catkin build,
+# then a check that the ROS command-line tools exist and every node's module imports.
 # Each step checks first and does nothing when its result is already in place.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -63,4 +64,16 @@ if [ ! -f "$stamp" ] || [ -n "$(find . -maxdepth 3 \( -path ./.ws -o -path ./.ve
       -DCATKIN_ENABLE_TESTING=ON > "$ws/build.log" 2>&1) || { tail -n 40 "$ws/build.log"; exit 1; }
   touch "$stamp"
 fi
+
+# 5. What a user runs: the ROS command-line tools, and every node's module imports (a module
+#    missing from ros-deps.txt or requirements.txt fails here, by name, not in a node at run time).
+(
+  set +u  # setup.bash reads variables that may be unset
+  # shellcheck disable=SC1091
+  source "$root/tools/env.sh"
+  for tool in roscore roslaunch rosrun roscd rostopic rosservice rosnode rosparam rosbag rosmsg rostest; do
+    type "$tool" >/dev/null 2>&1 || { echo "[setup] the command $tool is missing (see ros-deps.txt)" >&2; exit 1; }
+  done
+  python "$root/tools/import_nodes.py"
+)
 step "ready"
