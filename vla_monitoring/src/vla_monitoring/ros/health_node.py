@@ -1,32 +1,39 @@
-"""health_node: tracks the stack's components and publishes `vla_health`, `vla/health` and diagnostics."""
+"""health_node: feeds the stack's topics and probes into HealthMonitor; publishes vla_health, vla/health
+and /diagnostics.
+
+Time is ROS time throughout (arrival times, the publish timer, probe deadlines), so the simulator's
+/clock drives the node. The network probes (master, cloud, expected nodes) run on ProbeRunner's
+pool, never in the timer thread.
+"""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-import urllib.error
-import urllib.request
 import xmlrpc.client
 from collections.abc import Callable
 
-import diagnostic_updater
 import rosgraph
 import rospy
-from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import String
+from vla_msgs.states import HealthLevel
+from vla_msgs.tasks import parse_task_command
 
+from vla_monitoring.bad_input import BadInputCounter
+from vla_monitoring.health import CLOUD_PROBE, MASTER_PROBE, HealthConfig, HealthMonitor, HealthReport
+from vla_monitoring.probes import Probe, ProbeRunner, check_cloud
+from vla_monitoring.ros.callbacks import counted_callback
+from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.params import load_config
+from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, ComponentHealth, HealthStatus, InferenceStats
-from vla_safety.config import HealthConfig
-from vla_safety.health import CRITICAL, HEALTHY, HealthMonitor, HealthReport
-from vla_safety.ros.common import BadInputCounter, bridge_logging, guarded, load_config
-from vla_safety.wire import health_json
 
-_DIAG = {HEALTHY: DiagnosticStatus.OK, "degraded": DiagnosticStatus.WARN, CRITICAL: DiagnosticStatus.ERROR}
+_DIAG_LEVEL = {HealthLevel.HEALTHY: OK, HealthLevel.DEGRADED: WARN, HealthLevel.CRITICAL: ERROR}
+_BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)
 
 
 class _TimeoutTransport(xmlrpc.client.Transport):
-    """XML-RPC transport with a connect/read timeout, so a hung node cannot hang the health check."""
+    """XML-RPC transport with a connect/read timeout, so a hung peer cannot hang a probe."""
 
     def __init__(self, timeout_s: float):
         super().__init__()
@@ -38,152 +45,147 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         return conn
 
 
-def ping_node(master: rosgraph.Master, name: str, timeout_s: float) -> tuple[bool, str]:
-    """Like `rosnode ping`: looks the node up on the master and asks it for its pid."""
+def _proxy(uri: str, timeout_s: float) -> xmlrpc.client.ServerProxy:
+    # A fresh proxy per call: ServerProxy is not thread-safe, and probes run concurrently.
+    return xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout_s))
+
+
+def check_master(master_uri: str, caller_id: str, timeout_s: float) -> tuple[bool, str]:
     try:
-        uri = master.lookupNode(rosgraph.names.resolve_name(name, rospy.get_namespace()))
-    except rosgraph.MasterError as exc:
-        return False, f"not registered with the master ({exc})"
+        code, msg, _pid = _proxy(master_uri, timeout_s).getPid(caller_id)
+    except (OSError, xmlrpc.client.Error) as exc:
+        return False, f"master {master_uri} unreachable: {exc}"
+    return (True, "") if code == 1 else (False, f"master getPid failed: {msg}")
+
+
+def ping_node(master_uri: str, caller_id: str, node: str, timeout_s: float) -> tuple[bool, str]:
+    """Like `rosnode ping`: looks the node up on the master and asks the node for its pid."""
+    try:
+        code, msg, uri = _proxy(master_uri, timeout_s).lookupNode(caller_id, node)
     except (OSError, xmlrpc.client.Error) as exc:
         return False, f"master unreachable: {exc}"
-    proxy = xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout_s))
+    if code != 1:
+        return False, f"not registered with the master ({msg})"
     try:
-        code, msg, _pid = proxy.getPid(rospy.get_name())
+        code, msg, _pid = _proxy(uri, timeout_s).getPid(caller_id)
     except (OSError, xmlrpc.client.Error) as exc:
         return False, f"registered at {uri} but not answering: {exc}"
     return (True, "") if code == 1 else (False, f"getPid failed: {msg}")
 
 
-def check_master(master: rosgraph.Master) -> tuple[bool, str]:
-    try:
-        master.getPid()
-    except (OSError, xmlrpc.client.Error, rosgraph.MasterError) as exc:
-        return False, f"master unreachable: {exc}"
-    return True, ""
-
-
-def check_cloud(url: str, timeout_s: float) -> tuple[bool, str]:
-    """GETs the cloud service's /health; healthy on HTTP 200 with JSON status ok."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            body = json.loads(resp.read(65536) or b"{}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"cloud health check {url} failed: {exc}"
-    if isinstance(body, dict) and body.get("status", "ok") == "ok":
-        return True, ""
-    return False, f"cloud health check {url} answered {body!r:.120}"
-
-
-_BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)
+def make_probes(cfg: HealthConfig, master_uri: str, caller_id: str,
+                resolve: Callable[[str], str]) -> list[Probe]:
+    t = cfg.node_ping_timeout
+    probes = [Probe(MASTER_PROBE, lambda: check_master(master_uri, caller_id, t), t)]
+    if cfg.cloud_health_url:
+        url, ct = cfg.cloud_health_url, cfg.cloud_timeout
+        probes.append(Probe(CLOUD_PROBE, lambda: check_cloud(url, ct), ct))
+    for node in dict.fromkeys(cfg.expected_nodes):
+        full = resolve(node)
+        probes.append(Probe(node, lambda full=full: ping_node(master_uri, caller_id, full, t), t))
+    return probes
 
 
 class HealthNode:
-    def __init__(self, config: HealthConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: HealthConfig):
         self.cfg = config
-        self.clock = clock
+        self.clock = rospy.get_time
         self.monitor = HealthMonitor(config)
         self.bad = BadInputCounter()
         self.lock = threading.Lock()
-        self.master = rosgraph.Master(rospy.get_name())
         self.report: HealthReport | None = None
+        self.probes = ProbeRunner(make_probes(config, rosgraph.get_master_uri(), rospy.get_name(),
+                                              rospy.resolve_name), clock=self.clock)
 
-        self.json_pub = rospy.Publisher("vla_health", String, queue_size=5)
-        self.typed_pub = rospy.Publisher("vla/health", HealthStatus, queue_size=5)
-        self.diag = diagnostic_updater.Updater()
-        self.diag.setHardwareID(config.robot_id)
-        self.diag.add("health", self._diag_health)
-        self.diag.add("inputs", self._diag_inputs)
+        self.json_pub = rospy.Publisher(names.HEALTH_JSON, String, queue_size=5)
+        self.typed_pub = rospy.Publisher(names.HEALTH, HealthStatus, queue_size=5)
+        self.diag = Diagnostics(config.robot_id, period_s=1.0)
+        self.diag.task("health", self._diag_health)
+        self.diag.task("inputs", self._diag_inputs)
 
         # AnyMsg: only arrival matters, never deserialise images here.
-        rospy.Subscriber("camera/rgb/image_raw", rospy.AnyMsg, self._on_image, queue_size=1, buff_size=1 << 22)
-        rospy.Subscriber("task_command", String, self._on_task, queue_size=5)
-        rospy.Subscriber("vla/inference_stats", InferenceStats, self._on_stats, queue_size=5)
-        rospy.Subscriber("vla/action", Action, self._on_action, queue_size=5)
-        rospy.Timer(rospy.Duration(1.0 / config.publish_rate), self._on_tick)
+        rospy.Subscriber(names.CAMERA_IMAGE, rospy.AnyMsg, self._on_image, queue_size=1, buff_size=1 << 22)
+        rospy.Subscriber(names.TASK_COMMAND, String, self._on_task, queue_size=10)
+        rospy.Subscriber(names.INFERENCE_STATS, InferenceStats, self._on_stats, queue_size=5)
+        rospy.Subscriber(names.ACTION, Action, self._on_action, queue_size=10)
+        self.timer = rospy.Timer(rospy.Duration(1.0 / config.publish_rate), self._on_tick)
+        rospy.on_shutdown(self.probes.close)
 
-    @guarded("camera/rgb/image_raw", _BAD_INPUT)
-    def _on_image(self, _msg) -> None:
+    @counted_callback(names.CAMERA_IMAGE, _BAD_INPUT)
+    def _on_image(self, _msg: rospy.AnyMsg) -> None:
         with self.lock:
             self.monitor.note_frame(self.clock())
 
-    @guarded("task_command", _BAD_INPUT)
+    @counted_callback(names.TASK_COMMAND, _BAD_INPUT)
     def _on_task(self, msg: String) -> None:
-        text = msg.data.strip()
-        if not text:
-            raise ValueError("empty instruction")
-        if text.startswith("{"):
-            task = json.loads(text)
-            if not isinstance(task, dict) or not isinstance(task.get("description"), str):
-                raise ValueError("JSON task_command needs a string 'description'")
-            text = task["description"]
+        task = parse_task_command(msg.data)  # TaskRejectedError (a ValueError): counted and dropped
+        if task.robot_id and task.robot_id != self.cfg.robot_id:
+            return  # addressed to another robot on a shared topic
         with self.lock:
-            self.monitor.note_instruction(self.clock(), text)
+            self.monitor.note_task(self.clock(), task)
 
-    @guarded("vla/inference_stats", _BAD_INPUT)
+    @counted_callback(names.INFERENCE_STATS, _BAD_INPUT)
     def _on_stats(self, msg: InferenceStats) -> None:
         with self.lock:
-            self.monitor.note_stats(self.clock(), msg.model_version)
+            self.monitor.note_policy_task(self.clock(), msg.current_task)
 
-    @guarded("vla/action", _BAD_INPUT)
-    def _on_action(self, _msg: Action) -> None:
+    @counted_callback(names.ACTION, _BAD_INPUT)
+    def _on_action(self, msg: Action) -> None:
         with self.lock:
-            self.monitor.note_action(self.clock())
+            self.monitor.note_action(self.clock(), msg.task)
 
-    def _probe(self) -> None:
-        """Slow checks (network), run outside the lock, each bounded by its timeout."""
-        ok, reason = check_master(self.master)
-        if ok and self.cfg.cloud_health_url:
-            ok, reason = check_cloud(self.cfg.cloud_health_url, self.cfg.cloud_timeout)
-        results = [("communication", ok, reason)]
-        for name in self.cfg.expected_nodes:
-            results.append((name, *ping_node(self.master, name, self.cfg.node_ping_timeout)))
-        with self.lock:
-            for name, healthy, why in results:
-                self.monitor.set_probe(name, healthy, why)
-
-    def _on_tick(self, _event) -> None:
+    def _on_tick(self, _event: rospy.timer.TimerEvent) -> None:
         try:
-            self._probe()
+            results = self.probes.poll()  # never blocks: probes run on the pool
             with self.lock:
+                for name, result in results.items():
+                    self.monitor.set_probe(name, result.healthy, result.reason)
                 report = self.monitor.report(self.clock())
             self.report = report
             self._publish(report)
-            self.diag.update()
-        except Exception as exc:  # keep reporting on the next tick
-            rospy.logerr_throttle(5.0, f"health_node: tick failed: {exc!r}")
+        except Exception:  # an exception would end rospy's timer thread: log it and report on the next tick
+            rospy.logerr_throttle(5.0, "health_node: tick failed", exc_info=True)
 
     def _publish(self, report: HealthReport) -> None:
         now = rospy.Time.now()
-        self.json_pub.publish(String(data=health_json(report, now.to_sec(), self.cfg.robot_id)))
-        msg = HealthStatus(robot_id=self.cfg.robot_id, overall_status=report.overall_status)
+        text = json_forms.HEALTH.build(
+            timestamp=now.to_sec(), robot_id=self.cfg.robot_id, overall_status=report.healthy,
+            level=report.level.value, components={c.name: c.healthy for c in report.components},
+            details={c.name: {"healthy": c.healthy, "reason": c.reason, "age_s": round(c.age_s, 3)}
+                     for c in report.components})
+        self.json_pub.publish(String(data=text))
+        msg = HealthStatus(robot_id=self.cfg.robot_id, overall_status=report.level.value)
         msg.header.stamp = now
         msg.components = [ComponentHealth(name=c.name, healthy=c.healthy, reason=c.reason, age_s=c.age_s)
                           for c in report.components]
         self.typed_pub.publish(msg)
 
-    def _diag_health(self, stat):
+    def _diag_health(self, stat: Status) -> Status:
         report = self.report
         if report is None:
-            stat.summary(DiagnosticStatus.WARN, "no report yet")
+            stat.summary(WARN, "no report yet")
             return stat
-        stat.summary(_DIAG[report.overall_status], report.overall_status)
+        stat.summary(_DIAG_LEVEL[report.level], report.level.value)
         for c in report.components:
             stat.add(c.name, "ok" if c.healthy else f"UNHEALTHY: {c.reason}")
+        stat.add("probes started", str(self.probes.runs))
+        stat.add("probes running", ", ".join(self.probes.running()) or "none")
         return stat
 
-    def _diag_inputs(self, stat):
-        total = self.bad.total + self.monitor.unknown_updates
-        stat.summary(DiagnosticStatus.OK if total == 0 else DiagnosticStatus.WARN, f"{total} bad inputs")
-        for topic, count in sorted(self.bad.counts.items()):
-            stat.add(f"dropped {topic}", str(count))
-        stat.add("unknown component updates", str(self.monitor.unknown_updates))
+    def _diag_inputs(self, stat: Status) -> Status:
+        total = self.bad.total
+        stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
+        for source in (names.CAMERA_IMAGE, names.TASK_COMMAND, names.INFERENCE_STATS, names.ACTION):
+            stat.add(f"dropped {source}", str(self.bad.counts.get(source, 0)))
+            if source in self.bad.last_reason:
+                stat.add(f"last bad {source}", self.bad.last_reason[source])
         return stat
 
 
 def main() -> None:
-    rospy.init_node("health_node")
-    bridge_logging("vla_safety")
+    rospy.init_node(names.HEALTH_NODE)
     config = load_config(HealthConfig)
+    bridge_logging(("vla_monitoring", "vla_msgs"), VlaLogs(rospy.get_name(), config.robot_id))
     HealthNode(config)
     rospy.loginfo("health_node up: expected nodes %s, cloud check %s", config.expected_nodes or "none",
                   config.cloud_health_url or "off")
