@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vla_msgs import names
-from vla_msgs.states import MAINTENANCE_TASKS, AlertLevel, HealthLevel, LogType, RobotState, SafetyState, TaskState, UpdateState
+from vla_msgs.states import (
+    MAINTENANCE_TASKS,
+    AlertLevel,
+    HealthLevel,
+    LogType,
+    RobotState,
+    SafetyState,
+    TaskState,
+    UpdateState,
+)
 
 
 class ProtocolError(ValueError):

@@ -7,6 +7,7 @@ then SIGTERM, then SIGKILL, so nothing is orphaned to load the next run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ def free_port() -> int:
 
 def stop_group(proc: subprocess.Popen, grace_s: Sequence[float] = (20.0, 5.0, 5.0)) -> None:
     """Stops `proc`'s whole process group: SIGINT, SIGTERM, SIGKILL, each given its grace period."""
-    for sig, wait_s in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), grace_s):
+    for sig, wait_s in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), grace_s, strict=False):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -35,10 +36,8 @@ def stop_group(proc: subprocess.Popen, grace_s: Sequence[float] = (20.0, 5.0, 5.
             continue
         break
     # The leader is gone; a child that ignored its signal may still hold the group.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class ProcessGroup:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from vla_msgs.msg import Alert, SafetyStatus
 
@@ -17,19 +17,14 @@ SafetyState = _from_constants("SafetyState", SafetyStatus, ("OK", "LIMITED", "ST
 AlertLevel = _from_constants("AlertLevel", Alert, ("INFO", "WARNING", "ERROR", "CRITICAL"))
 
 
-class _StrEnum(str, Enum):
-    def __str__(self) -> str:
-        return self.value
-
-
-class HealthLevel(_StrEnum):
+class HealthLevel(StrEnum):
     """`level` of vla_health and `overall_status` of vla_msgs/HealthStatus."""
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     CRITICAL = "critical"
 
 
-class RobotState(_StrEnum):
+class RobotState(StrEnum):
     """`status` of /robot_status and vla_msgs/RobotStatus."""
     AVAILABLE = "available"
     BUSY = "busy"
@@ -38,7 +33,7 @@ class RobotState(_StrEnum):
     OFFLINE = "offline"
 
 
-class TaskState(_StrEnum):
+class TaskState(StrEnum):
     """`state` of /task_feedback."""
     STARTED = "started"
     SUCCEEDED = "succeeded"
@@ -46,7 +41,7 @@ class TaskState(_StrEnum):
     CANCELLED = "cancelled"
 
 
-class UpdateState(_StrEnum):
+class UpdateState(StrEnum):
     """`status` of /vla_updates and vla_msgs/UpdateStatus."""
     CHECKING = "checking"
     DOWNLOADING = "downloading"
@@ -57,14 +52,14 @@ class UpdateState(_StrEnum):
     ROLLED_BACK = "rolled_back"
 
 
-class InferenceMode(_StrEnum):
+class InferenceMode(StrEnum):
     """What inference_node/set_mode accepts."""
     EDGE = "edge"
     CLOUD = "cloud"
     HYBRID = "hybrid"
 
 
-class LogType(_StrEnum):
+class LogType(StrEnum):
     """`type` of a vla_logs entry."""
     INFERENCE = "inference"
     ACTION = "action"

@@ -15,7 +15,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class WaitTimeout(AssertionError):
+class WaitTimeout(AssertionError):  # noqa: N818 (an assertion: a wait that times out fails its test)
     """The condition did not hold in time; an AssertionError, so a test that waits fails, not errors."""
 
 
