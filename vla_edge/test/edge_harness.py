@@ -1,18 +1,26 @@
-"""Shared helpers of the vla_edge rostests: a synthetic camera and topic recorders."""
+"""Shared helpers of the vla_edge rostests: a synthetic camera and topic recorders.
+
+Waits go through vla_msgs.waiting.wait_until on ROS time: no fixed sleeps, and a run on a slower
+clock (a simulator's) is given the same ROS-time budget.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import rospy
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vla_msgs.waiting import wait_until
+
+from vla_msgs import json_forms, names
 
 
-def image_msg(encoding: str = "rgb8", value: int = 128, size: int = 96) -> Image:
+def image_msg(encoding: str = "rgb8", value: int = 128, size: int = 96, stamped: bool = True) -> Image:
     msg = Image()
-    msg.header.stamp = rospy.Time.now()
+    if stamped:
+        msg.header.stamp = rospy.Time.now()
     msg.header.frame_id = "camera_link"
     msg.height = msg.width = size
     msg.encoding = encoding
@@ -25,15 +33,18 @@ def image_msg(encoding: str = "rgb8", value: int = 128, size: int = 96) -> Image
 class Camera:
     """Publishes frames of one encoding at rate_hz on camera/rgb/image_raw until stopped."""
 
-    def __init__(self, encoding: str = "rgb8", rate_hz: float = 30.0):
+    def __init__(self, encoding: str = "rgb8", rate_hz: float = 30.0, stamped: bool = True):
         self.encoding = encoding
-        self.pub = rospy.Publisher("camera/rgb/image_raw", Image, queue_size=1)
+        self.stamped = stamped
+        self.pub = rospy.Publisher(names.CAMERA_IMAGE, Image, queue_size=1)
         self._rate_hz = rate_hz
         self._stop = threading.Event()
         self.sent = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> Camera:
+        wait_until(lambda: self.pub.get_num_connections() > 0, 60.0, "inference_node to subscribe the camera",
+                   clock=rospy.get_time)
         self._thread.start()
         return self
 
@@ -43,13 +54,13 @@ class Camera:
 
     def _run(self) -> None:
         while not self._stop.is_set() and not rospy.is_shutdown():
-            self.pub.publish(image_msg(self.encoding))
+            self.pub.publish(image_msg(self.encoding, stamped=self.stamped))
             self.sent += 1
-            self._stop.wait(1.0 / self._rate_hz)
+            self._stop.wait(1.0 / self._rate_hz)  # pacing of a test publisher, not an assertion
 
 
 class Recorder:
-    """Keeps every message of one topic with its arrival time."""
+    """Keeps every message of one topic with its arrival in ROS time."""
 
     def __init__(self, topic: str, msg_type):
         self.messages: list = []
@@ -60,21 +71,35 @@ class Recorder:
     def _on_msg(self, msg) -> None:
         with self._lock:
             self.messages.append(msg)
-            self.times.append(time.monotonic())
+            self.times.append(rospy.get_time())
 
-    def wait_for(self, predicate, timeout_s: float):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not rospy.is_shutdown():
-            with self._lock:
-                for msg in reversed(self.messages):
-                    if predicate(msg):
-                        return msg
-            time.sleep(0.05)
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.messages)
+
+    def newest(self, predicate=lambda _m: True):
+        for msg in reversed(self.snapshot()):
+            if predicate(msg):
+                return msg
         return None
 
+    def wait_for(self, predicate, timeout_s: float, what: str = "a matching message"):
+        """The newest message that satisfies predicate, waiting up to timeout_s of ROS time; fails the test
+        (WaitTimeout, an AssertionError) if none comes."""
+        return wait_until(lambda: self.newest(predicate), timeout_s, f"{what} on {self.sub.name}",
+                          clock=rospy.get_time)
 
-def wait_for_subscriber(pub, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while pub.get_num_connections() == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return pub.get_num_connections() > 0
+
+class Performance(Recorder):
+    """vla_performance documents, parsed."""
+
+    def __init__(self):
+        super().__init__(names.PERFORMANCE, String)
+
+    def _on_msg(self, msg) -> None:
+        super()._on_msg(json_forms.PERFORMANCE.parse(msg.data))
+
+
+def wait_for_subscriber(pub, timeout_s: float = 60.0) -> None:
+    wait_until(lambda: pub.get_num_connections() > 0, timeout_s, f"a subscriber of {pub.name}",
+               clock=rospy.get_time)

@@ -19,6 +19,7 @@ class Chunk:
     inference_ms: float
     generation: int            # task/model generation it was computed for
     preprocess_ms: float = 0.0 # frame decode + resize + normalise on the worker
+    input_size: int = 0        # values the model took (image or vision features, plus language)
 
     @property
     def end_step(self) -> int:

@@ -1,112 +1,62 @@
-"""The inference node's typed configuration: one dataclass, one validation function.
+"""The inference node's typed configuration: one dataclass on vla_monitoring's config idiom.
 
+Each field is a `~` parameter with its default and allowed range; `build_config(InferenceConfig,
+params)` checks them all and raises vla_monitoring's ConfigError naming the parameter.
 config/inference.yaml mirrors this dataclass field by field.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-MODES = ("edge", "cloud", "hybrid")
+from vla_monitoring.config import ConfigError, param
+from vla_msgs.states import InferenceMode
+
+MODES: tuple[str, ...] = tuple(m.value for m in InferenceMode)
 IMAGE_TRANSPORTS = ("raw", "compressed")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ConfigError(ValueError):
-    """A parameter has a value outside its allowed range; the message names both."""
-
-
 @dataclass(frozen=True)
 class InferenceConfig:
-    robot_id: str = "robot_1"
-    model_path: str = ""
-    mode: str = "edge"
-    device: str = "auto"
-    torch_threads: int = 0
-    warmup_runs: int = 3
-    control_rate: float = 10.0
-    max_image_age: float = 0.3
-    inference_timeout: float = 0.08
-    chunk_refresh: int = 7
-    prefetch_lead: float = 0.03
-    temporal_ensembling: bool = False
-    ensembling_decay: float = 0.1
-    image_transport: str = "raw"
-    max_task_length: int = 256
-    language_cache_size: int = 128
-    lidar_sectors: int = 16
-    lidar_max_range: float = 10.0
-    stats_window: float = 5.0
-    stats_rate: float = 1.0
-    frame_id: str = "base_link"
+    robot_id: str = param("robot_1", nonempty=True, help="id of this robot: diagnostics hardware_id, log entries")
+    model_path: str = param("", nonempty=True, help="policy file; its sidecar is the same path with .json")
+    mode: str = param("edge", choices=MODES, help="where the policy runs")
+    device: str = param("auto", choices=DEVICES, help="torch device; auto = CUDA when present")
+    torch_threads: int = param(0, lo=0, hi=64, help="torch intra-op threads; 0 = auto")
+    warmup_runs: int = param(3, lo=0, hi=100, help="forward passes before the node reports ready")
+    control_rate: float = param(10.0, lo=0.1, hi=100.0, help="control steps per second [Hz]")
+    max_image_age: float = param(0.3, lo=0.01, hi=10.0, help="newest image older than this is never acted on [s]")
+    allow_unstamped_images: bool = param(False, help="act on images without a header stamp, aged from arrival")
+    inference_timeout: float = param(0.08, lo=0.001, hi=1.0, help="longest a step waits for the model [s]")
+    chunk_refresh: int = param(7, lo=0, hi=100, help="ask for the next chunk with this many steps left")
+    prefetch_lead: float = param(0.03, lo=0.0, hi=1.0, help="next chunk's frame taken this long before its step [s]")
+    temporal_ensembling: bool = param(False, help="average overlapping chunks (ACT)")
+    ensembling_decay: float = param(0.1, lo=0.0, hi=10.0, help="ensembling weight exp(-decay * i)")
+    image_transport: str = param("raw", choices=IMAGE_TRANSPORTS, help="raw or compressed camera topic")
+    language_cache_size: int = param(128, lo=1, hi=10000, help="instruction embeddings kept in the LRU cache")
+    lidar_max_range: float = param(10.0, lo=0.1, hi=1000.0, help="range the lidar features saturate at [m]")
+    stats_window: float = param(5.0, lo=0.1, hi=600.0, help="window of the rolling statistics [s]")
+    stats_rate: float = param(1.0, lo=0.01, hi=50.0, help="rate of stats, vla_performance and diagnostics [Hz]")
+    frame_id: str = param("base_link", help="frame_id of vla/action headers")
 
+    def check(self) -> None:
+        """Relations between fields that a per-field range cannot say."""
+        if self.stats_window < 1.0 / self.stats_rate:
+            raise ConfigError(f"~stats_window must be at least one stats period (1/~stats_rate = "
+                              f"{1.0 / self.stats_rate:g} s), got {self.stats_window:g}")
 
-def step_wait_s(cfg: InferenceConfig) -> float:
-    """The longest a control step may block on the model: inference_timeout, capped at 0.8 of a period."""
-    return min(cfg.inference_timeout, 0.8 / cfg.control_rate)
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate
 
+    @property
+    def step_wait_s(self) -> float:
+        """The longest a control step may block on the model: inference_timeout, capped at 0.8 of a period
+        so that a step never runs into the next one."""
+        return min(self.inference_timeout, 0.8 * self.period_s)
 
-def prefetch_lead_s(cfg: InferenceConfig) -> float:
-    """How long before the next step the next chunk's frame is taken: prefetch_lead, capped at half a period."""
-    return min(cfg.prefetch_lead, 0.5 / cfg.control_rate)
-
-
-def _check(ok: bool, name: str, allowed: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"parameter ~{name}={value!r} is invalid: allowed {allowed}")
-
-
-def _finite_pos(x: float) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
-
-
-def _int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def build_config(params: dict) -> InferenceConfig:
-    """Builds the config from a name → value mapping (the node's ~ params); raises ConfigError."""
-    known = {f.name for f in fields(InferenceConfig)}
-    values = {k: v for k, v in params.items() if k in known}
-    for name in ("control_rate", "max_image_age", "inference_timeout", "prefetch_lead", "ensembling_decay",
-                 "lidar_max_range", "stats_window", "stats_rate"):
-        if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
-            values[name] = float(values[name])
-    cfg = InferenceConfig(**values)
-    _check(isinstance(cfg.robot_id, str) and bool(cfg.robot_id), "robot_id", "a non-empty string", cfg.robot_id)
-    _check(isinstance(cfg.model_path, str) and bool(cfg.model_path), "model_path", "a policy file path",
-           cfg.model_path)
-    _check(cfg.mode in MODES, "mode", " | ".join(MODES), cfg.mode)
-    _check(cfg.device in DEVICES, "device", " | ".join(DEVICES), cfg.device)
-    _check(_int(cfg.torch_threads) and 0 <= cfg.torch_threads <= 64, "torch_threads", "0 (auto) .. 64",
-           cfg.torch_threads)
-    _check(_int(cfg.warmup_runs) and 0 <= cfg.warmup_runs <= 100, "warmup_runs", "0 .. 100", cfg.warmup_runs)
-    _check(_finite_pos(cfg.control_rate) and cfg.control_rate <= 100, "control_rate", "(0, 100] Hz",
-           cfg.control_rate)
-    _check(_finite_pos(cfg.max_image_age) and cfg.max_image_age <= 10, "max_image_age", "(0, 10] s",
-           cfg.max_image_age)
-    _check(_finite_pos(cfg.inference_timeout) and cfg.inference_timeout <= 1.0, "inference_timeout", "(0, 1] s",
-           cfg.inference_timeout)
-    _check(_int(cfg.chunk_refresh) and 0 <= cfg.chunk_refresh <= 100, "chunk_refresh", "0 .. 100 steps",
-           cfg.chunk_refresh)
-    _check(isinstance(cfg.prefetch_lead, float) and math.isfinite(cfg.prefetch_lead) and 0 <= cfg.prefetch_lead <= 1,
-           "prefetch_lead", "0 .. 1 s", cfg.prefetch_lead)
-    _check(isinstance(cfg.temporal_ensembling, bool), "temporal_ensembling", "true | false",
-           cfg.temporal_ensembling)
-    _check(isinstance(cfg.ensembling_decay, float) and math.isfinite(cfg.ensembling_decay)
-           and 0 <= cfg.ensembling_decay <= 10, "ensembling_decay", "0 .. 10", cfg.ensembling_decay)
-    _check(cfg.image_transport in IMAGE_TRANSPORTS, "image_transport", " | ".join(IMAGE_TRANSPORTS),
-           cfg.image_transport)
-    _check(_int(cfg.max_task_length) and 1 <= cfg.max_task_length <= 4096, "max_task_length", "1 .. 4096 bytes",
-           cfg.max_task_length)
-    _check(_int(cfg.language_cache_size) and 1 <= cfg.language_cache_size <= 10000, "language_cache_size",
-           "1 .. 10000", cfg.language_cache_size)
-    _check(_int(cfg.lidar_sectors) and 1 <= cfg.lidar_sectors <= 360, "lidar_sectors", "1 .. 360",
-           cfg.lidar_sectors)
-    _check(_finite_pos(cfg.lidar_max_range), "lidar_max_range", "> 0 m", cfg.lidar_max_range)
-    _check(_finite_pos(cfg.stats_window) and cfg.stats_window <= 600, "stats_window", "(0, 600] s",
-           cfg.stats_window)
-    _check(_finite_pos(cfg.stats_rate) and cfg.stats_rate <= 50, "stats_rate", "(0, 50] Hz", cfg.stats_rate)
-    _check(isinstance(cfg.frame_id, str), "frame_id", "a string", cfg.frame_id)
-    return cfg
+    @property
+    def prefetch_lead_s(self) -> float:
+        """How long before the next step the next chunk's frame is taken: prefetch_lead, capped at half a period."""
+        return min(self.prefetch_lead, 0.5 * self.period_s)

@@ -119,6 +119,18 @@ class CachedTextEncoder:
         return vec
 
 
+def encoder_for(spec: PolicySpec, device: str = "cpu", capacity: int = 128,
+                current: TextEncoder | None = None) -> TextEncoder:
+    """The cached text encoder a policy needs. On a hot swap, `current` (the running one) is kept when the
+    new policy names the same encoder and dimension: the sentence model takes seconds to load, and its
+    cache already holds the instructions in use."""
+    if current is not None and current.name == spec.language_encoder and current.dim == spec.language_dim:
+        return current
+    encoder = CachedTextEncoder(make_text_encoder(spec, device), capacity)
+    encoder.encode("warm up")  # the first call of a sentence model is slow; take it before the robot waits on it
+    return encoder
+
+
 def check_encoding(encoding: str) -> None:
     if encoding not in SUPPORTED_ENCODINGS:
         raise EncodingError(f"image encoding {encoding!r} not supported (use {' or '.join(SUPPORTED_ENCODINGS)})")

@@ -18,8 +18,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from vla_msgs.names import ACTION_DIM
 
-from vla_edge.spec import ACTION_DIM, FEATURE_DIM, FORM_FEATURES, PolicySpec, SpecError, load_spec
+from vla_edge.spec import FEATURE_DIM, FORM_FEATURES, PolicySpec, SpecError, load_spec
 
 LOG = logging.getLogger(__name__)
 MAX_MODEL_BYTES = 2 << 30
@@ -194,6 +195,6 @@ class ClampedPolicy:
         return result
 
 
-def guarded(policy: BasePolicy) -> BasePolicy:
-    """The stack every published action goes through: finite check first, then the limits."""
+def finite_and_clamped(policy: BasePolicy) -> BasePolicy:
+    """The stack every published action goes through: NaN/inf rejected first, then clamped to the limits."""
     return ClampedPolicy(FiniteGuard(policy))

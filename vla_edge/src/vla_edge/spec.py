@@ -1,7 +1,16 @@
 """The policy sidecar (`<model>.json`): parsing, checksum and the checks a model must pass.
 
-Model contract in shared INTERFACES.md ("Policy model contract"). The parser accepts the few
-spellings a sidecar may use for the same field and fills sane defaults where one is silent.
+Model contract in INTERFACES.md ("Policy model contract"). One spelling per field, every field a
+model's behaviour depends on is required, and a missing or malformed one is refused with the
+field's name: a sidecar that is silent about the action limits never gets limits made up for it.
+
+    {"name", "version", "sha256", "chunk_length",
+     "input": {"form": "image_language" | "features"   (optional: inferred from the keys below),
+               "image": {"shape": [3, H, W], "mean": [3], "std": [3]}       (image form; mean/std optional),
+               "vision_features": {...}                                      (feature form),
+               "language": {"encoder": NAME, "dim": D}                       (dim: image form only),
+               "lidar": {"sectors": N}                                       (optional)},
+     "action": {"names": [6 names], "limits": [[lo, hi] x 6]}}
 """
 
 from __future__ import annotations
@@ -11,16 +20,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-ACTION_DIM = 6
-ACTION_NAMES = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
+from vla_msgs.names import ACTION_DIM, ACTION_NAMES
+
 FEATURE_DIM = 512  # the seed's feature form: vision_features [B, 512], language_features [B, 512]
 FORM_IMAGE = "image_language"
 FORM_FEATURES = "features"
 HASH_ENCODER = "hash"
 MAX_SIDECAR_BYTES = 1 << 20
-# Limits used when a sidecar gives none: the seed's safety envelope, never unbounded.
-DEFAULT_LIMITS = ((-1.0, 1.0), (-1.0, 1.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (-1.5, 1.5))
 
 
 class SpecError(ValueError):
@@ -57,106 +65,114 @@ def sidecar_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def _get(d: dict, *keys: str, default=None):
-    for k in keys:
-        if isinstance(d, dict) and k in d:
-            return d[k]
-    return default
+def _required(doc: dict, key: str, where: str) -> Any:
+    if not isinstance(doc, dict) or key not in doc:
+        raise SpecError(f"field {where}{key} is missing")
+    return doc[key]
+
+
+def _object(doc: dict, key: str, where: str = "", required: bool = True) -> dict:
+    value = _required(doc, key, where) if required else doc.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"field {where}{key} must be an object")
+    return value
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"field {field} must be an integer, got {value!r:.40}")
+    return value
+
+
+def _floats(value: Any, field: str, length: int) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != length:
+        raise SpecError(f"field {field} must be a list of {length} numbers")
+    out = []
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise SpecError(f"field {field} holds {x!r:.40}, not a finite number")
+        out.append(float(x))
+    return tuple(out)
 
 
 def _limits(action: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    raw = _get(action, "limits", "bounds")
-    if raw is None:
-        pairs = DEFAULT_LIMITS
-    elif isinstance(raw, dict) and ("low" in raw or "min" in raw):
-        pairs = tuple(zip(_get(raw, "low", "min"), _get(raw, "high", "max"), strict=True))
-    elif isinstance(raw, dict):  # {"linear.x": [lo, hi], ...}
-        pairs = tuple(tuple(raw.get(n, (0.0, 0.0))) for n in ACTION_NAMES)
-    else:  # [[lo, hi], ...]
-        pairs = tuple(tuple(p) for p in raw)
-    if len(pairs) != ACTION_DIM:
-        raise SpecError(f"action limits have {len(pairs)} entries, expected {ACTION_DIM}")
+    raw = _required(action, "limits", "action.")
+    if not isinstance(raw, list) or len(raw) != ACTION_DIM:
+        raise SpecError(f"field action.limits must hold {ACTION_DIM} [low, high] pairs, one per axis "
+                        f"({', '.join(ACTION_NAMES)})")
     low, high = [], []
-    for lo, hi in pairs:
-        lo, hi = float(lo), float(hi)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise SpecError(f"action limit [{lo}, {hi}] is not a finite ordered pair")
+    for name, pair in zip(ACTION_NAMES, raw, strict=True):
+        lo, hi = _floats(pair, f"action.limits[{name}]", 2)
+        if lo > hi:
+            raise SpecError(f"action limit of {name} [{lo}, {hi}] is not a finite ordered pair")
         low.append(lo)
         high.append(hi)
     return tuple(low), tuple(high)
+
+
+def _form(inp: dict) -> str:
+    form = inp.get("form")
+    if form is None:
+        if "vision_features" in inp:
+            return FORM_FEATURES
+        if "image" in inp:
+            return FORM_IMAGE
+        raise SpecError("field input.form is missing and input has neither image nor vision_features")
+    if form not in (FORM_IMAGE, FORM_FEATURES):
+        raise SpecError(f"input form {form!r} is not {FORM_IMAGE} or {FORM_FEATURES}")
+    return form
 
 
 def parse_spec(doc: dict) -> PolicySpec:
     """Turns a sidecar document into a PolicySpec; raises SpecError naming the offending field."""
     if not isinstance(doc, dict):
         raise SpecError("sidecar is not a JSON object")
-    try:
-        inp = _get(doc, "input", "inputs", "input_spec", default={}) or {}
-        action = _get(doc, "action", "actions", "action_spec", default={}) or {}
-        norm = _get(doc, "normalization", "normalisation", default={}) or {}
-        sha = str(doc.get("sha256", "")).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise SpecError("field sha256 is missing or not 64 hex digits")
-        form = _get(inp, "form", "type", default=None)
-        if form is None:
-            form = FORM_FEATURES if ("vision_features" in inp or "language_features" in inp) else FORM_IMAGE
-        if form in ("features", "feature", "seed_features"):
-            form = FORM_FEATURES
-        elif form in ("image_language", "image+language", "image", "image_embedding"):
-            form = FORM_IMAGE
-        else:
-            raise SpecError(f"input form {form!r} is not image_language or features")
-        image = _get(inp, "image", "vision", default={}) or {}
-        shape = _get(image, "shape", default=None)
-        if shape is not None:
-            shape = [int(s) for s in shape if int(s) > 0]
-            height, width = int(shape[-2]), int(shape[-1])
-        else:
-            height = int(_get(image, "height", default=96))
-            width = int(_get(image, "width", default=96))
-        mean = tuple(float(x) for x in _get(image, "mean", default=_get(norm, "image_mean", default=(0.0,) * 3)))
-        std = tuple(float(x) for x in _get(image, "std", default=_get(norm, "image_std", default=(1.0,) * 3)))
-        lang = _get(inp, "language", "instruction", "text", default={}) or {}
-        top_encoder = _get(doc, "language_encoder", "text_encoder", default=None)
-        if isinstance(top_encoder, dict):
-            top_encoder = _get(top_encoder, "name", "model", default=None)
-        encoder = _get(lang, "encoder", "model", default=top_encoder)
-        if isinstance(encoder, dict):
-            encoder = _get(encoder, "name", "model", default=None)
-        if form == FORM_FEATURES:
-            lang_dim = FEATURE_DIM
-            encoder = encoder or HASH_ENCODER
-        else:
-            lang_dim = int(_get(lang, "dim", "size", "embedding_dim", default=384))
-            if not encoder:
-                raise SpecError("input language encoder is not named")
-        lidar = _get(inp, "lidar", "lidar_sectors", default=0)
-        lidar_sectors = int(_get(lidar, "sectors", default=0) if isinstance(lidar, dict) else lidar or 0)
-        chunk = int(_get(doc, "chunk_length", default=_get(action, "chunk_length", default=1)))
-        names = tuple(_get(action, "names", default=ACTION_NAMES))
-        low, high = _limits(action)
-        spec = PolicySpec(
-            name=str(doc.get("name", "unnamed")), version=str(doc.get("version", "unknown")), sha256=sha,
-            form=form, image_size=(height, width), image_mean=mean, image_std=std, language_dim=lang_dim,
-            language_encoder=str(encoder), lidar_sectors=lidar_sectors, chunk_length=chunk,
-            action_names=names, action_low=low, action_high=high,
-        )
-    except SpecError:
-        raise
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise SpecError(f"sidecar field malformed: {exc}") from exc
+    sha = str(_required(doc, "sha256", "")).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise SpecError("field sha256 is not 64 hex digits")
+    name, version = str(_required(doc, "name", "")), str(_required(doc, "version", ""))
+    chunk = _int(_required(doc, "chunk_length", ""), "chunk_length")
+    inp = _object(doc, "input")
+    action = _object(doc, "action")
+    form = _form(inp)
+    lang = _object(inp, "language", "input.")
+    encoder = _required(lang, "encoder", "input.language.")
+    if not isinstance(encoder, str) or not encoder:
+        raise SpecError("field input.language.encoder must name the encoder")
+    image = _object(inp, "image", "input.", required=form == FORM_IMAGE)
+    if form == FORM_IMAGE:
+        shape = _required(image, "shape", "input.image.")
+        if not isinstance(shape, list) or len(shape) != 3 or _int(shape[0], "input.image.shape[0]") != 3:
+            raise SpecError(f"field input.image.shape must be [3, H, W], got {shape!r:.60}")
+        height, width = _int(shape[1], "input.image.shape[1]"), _int(shape[2], "input.image.shape[2]")
+        language_dim = _int(_required(lang, "dim", "input.language."), "input.language.dim")
+    else:
+        height, width = 96, 96  # the feature form pools whatever frame comes to 8x8 itself
+        language_dim = FEATURE_DIM
+    mean = _floats(image.get("mean", [0.0] * 3), "input.image.mean", 3)
+    std = _floats(image.get("std", [1.0] * 3), "input.image.std", 3)
+    lidar_sectors = _int(_object(inp, "lidar", "input.", required=False).get("sectors", 0), "input.lidar.sectors")
+    names = _required(action, "names", "action.")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError("field action.names must be a list of strings")
+    low, high = _limits(action)
+    spec = PolicySpec(
+        name=name, version=version, sha256=sha, form=form, image_size=(height, width), image_mean=mean,
+        image_std=std, language_dim=language_dim, language_encoder=encoder, lidar_sectors=lidar_sectors,
+        chunk_length=chunk, action_names=tuple(names), action_low=low, action_high=high,
+    )
     _validate(spec)
     return spec
 
 
 def _validate(spec: PolicySpec) -> None:
-    if tuple(spec.action_names) != ACTION_NAMES:
+    if spec.action_names != ACTION_NAMES:
         raise SpecError(f"action names {list(spec.action_names)} differ from the contract {list(ACTION_NAMES)}")
     h, w = spec.image_size
     if not (8 <= h <= 1024 and 8 <= w <= 1024):
         raise SpecError(f"input image size {h}x{w} outside 8..1024")
-    if len(spec.image_mean) != 3 or len(spec.image_std) != 3 or min(spec.image_std) <= 0:
-        raise SpecError("image normalization needs 3 means and 3 positive stds")
+    if min(spec.image_std) <= 0:
+        raise SpecError("input.image.std must be positive")
     if not 1 <= spec.language_dim <= 8192:
         raise SpecError(f"language dim {spec.language_dim} outside 1..8192")
     if not 1 <= spec.chunk_length <= 1000:

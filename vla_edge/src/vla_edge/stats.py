@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 
@@ -38,8 +39,8 @@ class RollingWindow:
 
 
 def summary(values: np.ndarray) -> dict[str, float]:
-    """mean, p50, p99 (0 for an empty window)."""
+    """mean, p50, p99; NaN (unknown, never 0) for an empty window."""
     if values.size == 0:
-        return {"mean": 0.0, "p50": 0.0, "p99": 0.0}
+        return {"mean": math.nan, "p50": math.nan, "p99": math.nan}
     p50, p99 = np.percentile(values, [50, 99])
     return {"mean": float(values.mean()), "p50": float(p50), "p99": float(p99)}

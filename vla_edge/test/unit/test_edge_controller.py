@@ -1,36 +1,65 @@
-import time
+"""The control loop on a clock the test moves: no sleeps, no wall-time asserts."""
+
+import math
+import threading
 
 import numpy as np
 import pytest
-from vla_edge.config import build_config
-from vla_edge.controller import ACTION, IDLE, NO_IMAGE, STALE, STOP, WAITING, Frame, InferenceController, Runtime
+from vla_edge.config import InferenceConfig
+from vla_edge.controller import (
+    ErrorType,
+    Frame,
+    InferenceController,
+    Runtime,
+    StepOutcome,
+    UnstampedFrameError,
+)
 from vla_edge.encoders import CachedTextEncoder, EncodingError, HashedTextEncoder
 from vla_edge.policy import load_policy
-from vla_edge.tasks import parse_task_command
+from vla_monitoring.config import build_config
+from vla_msgs.tasks import parse_task_command
+from vla_msgs.waiting import wait_until
 
 
-def _frame(stamp: float, value: int = 128) -> Frame:
+def _frame(stamp: float, value: int = 128, arrival: float | None = None) -> Frame:
     img = np.full((96, 96, 3), value, np.uint8)
-    return Frame(stamp, time.monotonic(), lambda: img)
+    return Frame(stamp, stamp if arrival is None else arrival, lambda: img)
 
 
 def _bad_frame(stamp: float) -> Frame:
     def decode():
         raise EncodingError("bad frame")
 
-    return Frame(stamp, time.monotonic(), decode)
+    return Frame(stamp, stamp, decode)
+
+
+class _HeldPolicy:
+    """Wraps a policy so that each forward pass waits until the test releases it: a model too slow for its step."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.spec = policy.spec
+        self.release = threading.Event()
+
+    def infer(self, obs):
+        assert self.release.wait(10.0), "the test never released the held forward pass"
+        return self.policy.infer(obs)
 
 
 @pytest.fixture
-def make_controller(make_policy):
+def make_controller(make_policy, clock):
     made = []
 
-    def _make(kind="image", events=None, **params):
+    def _make(kind="image", errors=None, inferences=None, wrap=None, **params):
         policy = load_policy(make_policy(kind, chunk=4))
+        if wrap is not None:
+            policy = wrap(policy)
         encoder = CachedTextEncoder(HashedTextEncoder(policy.spec.language_dim))
-        config = build_config({"model_path": "x", **params})
-        sink = events if events is not None else []
-        ctl = InferenceController(config, Runtime.build(policy, encoder), on_event=lambda k, m: sink.append((k, m)))
+        config = build_config(InferenceConfig, {"model_path": "x", **params})
+        ctl = InferenceController(
+            config, Runtime.build(policy, encoder), clock=clock,
+            on_error=lambda t, m, c: (errors if errors is not None else []).append((t, m, c)),
+            on_inference=lambda r: (inferences if inferences is not None else []).append(r))
         made.append(ctl)
         return ctl
 
@@ -39,131 +68,226 @@ def make_controller(make_policy):
         ctl.shutdown()
 
 
-def test_idle_until_task_then_actions(make_controller):
+def _step_at(ctl, clock, t):
+    clock.set(t)
+    return ctl.step()
+
+
+def _worker_idle(ctl):
+    wait_until(lambda: not ctl.worker_busy, 10.0, "the worker to finish its chunk")
+
+
+def test_idle_until_task_then_actions(make_controller, clock):
+    inferences = []
+    ctl = make_controller(inferences=inferences)
+    ctl.submit_frame(_frame(100.0))
+    assert _step_at(ctl, clock, 100.01).outcome is StepOutcome.IDLE
+    ctl.set_task(parse_task_command("go to the red cube"))
+    first = _step_at(ctl, clock, 100.02)  # waits for the first chunk (the worker sets the event)
+    assert first.outcome is StepOutcome.ACTION and first.action.index == 0
+    assert first.action.chunk.image_stamp_s == 100.0
+    assert clock.now() == 100.02, "the first step waited on the worker, not on the clock"
+    ctl.finish_step(first, 0.1)
+    # the prefetch waits on the clock until 30 ms before step 1 (100.09), then runs on the newest frame
+    ctl.submit_frame(_frame(100.085))
+    clock.set(100.1)
+    _worker_idle(ctl)
+    second = ctl.step()
+    assert second.outcome is StepOutcome.ACTION and second.waited_ms == 0.0
+    assert second.action.index == 0 and second.action.chunk.start_step == 1
+    assert second.action.chunk.image_stamp_s == 100.085
+    assert ctl.counters.inference_count == 2
+    assert [r.sequence_number for r in inferences] == [1, 2]
+    assert inferences[0].input_size == 3 * 96 * 96 + 32  # the test policy's image and 32-d hashed language
+    assert np.allclose(inferences[1].output_action, second.action.chunk.actions[0])
+
+
+def test_prefetch_waits_on_the_clock(make_controller, clock):
     ctl = make_controller()
     ctl.submit_frame(_frame(100.0))
-    assert ctl.step(100.01).outcome == IDLE
-    ctl.set_task(parse_task_command("go to the red cube"))
-    first = ctl.step(100.02)
-    assert first.outcome == ACTION and first.action.index == 0 and first.waited_ms > 0
-    assert first.action.chunk.image_stamp_s == 100.0
-    ctl.finish_step(first, 0.1)
-    time.sleep(0.12)  # the prefetched chunk (frame taken 30 ms before step 1) lands
-    second = ctl.step(100.1)
-    assert second.outcome == ACTION and second.waited_ms == 0.0
-    assert second.action.index == 0 and second.action.chunk.start_step == 1
-    assert ctl.counters.inference_count >= 2
+    ctl.set_task(parse_task_command("go"))
+    ctl.finish_step(_step_at(ctl, clock, 100.01), 0.1)
+    clock.set(100.05)  # before the prefetch's time (100.08): the worker must still be waiting
+    assert ctl.worker_busy and ctl.counters.inference_count == 1
+    clock.set(100.08)
+    _worker_idle(ctl)
+    assert ctl.counters.inference_count == 2
 
 
-def test_prefetch_without_lead_is_time_aligned(make_controller):
+def test_prefetch_without_lead_is_time_aligned(make_controller, clock):
     ctl = make_controller(prefetch_lead=0.0)
     ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    ctl.finish_step(ctl.step(100.01), 0.1)
-    time.sleep(0.05)
-    second = ctl.step(100.1)
+    ctl.finish_step(_step_at(ctl, clock, 100.01), 0.1)
+    _worker_idle(ctl)  # no lead: the request runs at once, without the clock moving
+    second = _step_at(ctl, clock, 100.1)
     assert second.action.index == 1 and second.action.chunk.start_step == 0
 
 
-def test_new_task_cancels_a_scheduled_request(make_controller):
+def test_new_task_cancels_a_scheduled_request(make_controller, clock):
+    clock.wall_limit_s = 3.0
     ctl = make_controller(prefetch_lead=0.03)
-    ctl.submit_frame(_frame(1.0))
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go to the red cube"))
-    ctl.finish_step(ctl.step(1.01), 0.1)  # a request now waits ~70 ms for its frame
+    ctl.finish_step(_step_at(ctl, clock, 100.01), 0.1)  # a request now waits on the clock until 100.08
     ctl.set_task(parse_task_command("go to the blue ball"))
-    start = time.monotonic()
-    res = ctl.step(1.02)
-    assert res.outcome == ACTION and res.task == "go to the blue ball"
-    assert time.monotonic() - start < 0.06
+    res = _step_at(ctl, clock, 100.02)
+    # had the scheduled request not been cancelled, this step would wait for it on a clock nobody moves
+    assert res.outcome is StepOutcome.ACTION and res.task == "go to the blue ball"
+    assert res.action.chunk.start_step == res.step
 
 
-def test_actions_are_clamped_to_limits(make_controller):
-    ctl = make_controller()
-    ctl.submit_frame(_frame(1.0, value=255))  # the test model drives at 0.1 + mean brightness = 1.1 m/s
+def test_starved_step_waits_no_longer_than_the_timeout(make_controller, clock):
+    held = {}
+
+    def wrap(policy):
+        held["policy"] = _HeldPolicy(policy)
+        return held["policy"]
+
+    ctl = make_controller(wrap=wrap, inference_timeout=0.05)
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    res = ctl.step(1.01)
+    result = {}
+    stepper = threading.Thread(target=lambda: result.setdefault("r", _step_at(ctl, clock, 100.01)))
+    stepper.start()
+    wait_until(lambda: clock.waiting > 0, 10.0, "the step to wait for its chunk")
+    clock.advance(0.05)  # the step's whole budget passes on the loop's clock
+    stepper.join(10.0)
+    assert result["r"].outcome is StepOutcome.WAITING and ctl.counters.starved_steps == 1
+    held["policy"].release.set()
+    _worker_idle(ctl)
+    assert _step_at(ctl, clock, 100.1).outcome is StepOutcome.ACTION
+
+
+def test_actions_are_clamped_to_limits(make_controller, clock):
+    ctl = make_controller()
+    ctl.submit_frame(_frame(100.0, value=255))  # the test model drives at 0.1 + mean brightness = 1.1 m/s
+    ctl.set_task(parse_task_command("go"))
+    res = _step_at(ctl, clock, 100.01)
     assert res.action.action[0] == pytest.approx(0.8) and res.action.raw_action[0] == pytest.approx(1.1)
 
 
-def test_no_image_and_stale_frame_publish_nothing(make_controller):
+def test_no_image_and_stale_frame_publish_nothing(make_controller, clock):
     ctl = make_controller(max_image_age=0.2)
     ctl.set_task(parse_task_command("go"))
-    assert ctl.step(5.0).outcome == NO_IMAGE
-    ctl.submit_frame(_frame(5.0))
-    assert ctl.step(5.5).outcome == STALE
+    assert _step_at(ctl, clock, 105.0).outcome is StepOutcome.NO_IMAGE
+    ctl.submit_frame(_frame(105.0))
+    assert _step_at(ctl, clock, 105.5).outcome is StepOutcome.STALE
     assert ctl.counters.stale_frames == 1 and ctl.counters.action_count == 0
 
 
-def test_standby_stops_once_then_idles(make_controller):
-    ctl = make_controller()
-    ctl.submit_frame(_frame(1.0))
+def test_a_frame_stamped_in_the_future_is_not_acted_on(make_controller, clock):
+    ctl = make_controller(max_image_age=0.2)
     ctl.set_task(parse_task_command("go"))
-    assert ctl.step(1.01).outcome == ACTION
-    assert ctl.set_task(parse_task_command("standby"))
-    assert ctl.step(1.1).outcome == STOP
-    assert ctl.step(1.2).outcome == IDLE
+    ctl.submit_frame(_frame(101.0, arrival=100.0))  # the camera's clock is a second ahead of ours
+    assert _step_at(ctl, clock, 100.01).outcome is StepOutcome.STALE
 
 
-def test_new_task_resets_chunks(make_controller):
+def test_unstamped_frames_are_refused_by_default(make_controller, clock):
     ctl = make_controller()
-    ctl.submit_frame(_frame(1.0))
+    ctl.set_task(parse_task_command("go"))
+    with pytest.raises(UnstampedFrameError, match="allow_unstamped_images"):
+        ctl.submit_frame(_frame(0.0, arrival=100.0))
+    assert _step_at(ctl, clock, 100.01).outcome is StepOutcome.NO_IMAGE
+
+
+def test_unstamped_frames_age_from_arrival_when_allowed(make_controller, clock):
+    ctl = make_controller(allow_unstamped_images=True, max_image_age=0.2)
+    ctl.set_task(parse_task_command("go"))
+    ctl.submit_frame(_frame(0.0, arrival=100.0))
+    first = _step_at(ctl, clock, 100.05)
+    assert first.outcome is StepOutcome.ACTION and first.action.chunk.image_stamp_s == 100.0
+    assert first.image_age_ms == pytest.approx(50.0)
+    assert _step_at(ctl, clock, 100.3).outcome is StepOutcome.STALE  # arrival + 0.3 s: too old all the same
+
+
+@pytest.mark.parametrize("word", ["standby", "halt", "Stop.", "IDLE"])
+def test_idle_words_stop_once_then_idle(make_controller, clock, word):
+    ctl = make_controller()
+    ctl.submit_frame(_frame(100.0))
+    ctl.set_task(parse_task_command("go"))
+    assert _step_at(ctl, clock, 100.01).outcome is StepOutcome.ACTION
+    assert ctl.set_task(parse_task_command(word))
+    assert _step_at(ctl, clock, 100.1).outcome is StepOutcome.STOP
+    assert _step_at(ctl, clock, 100.2).outcome is StepOutcome.IDLE
+
+
+def test_new_task_resets_chunks(make_controller, clock):
+    ctl = make_controller()
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go to the red cube"))
-    a = ctl.step(1.01)
+    a = _step_at(ctl, clock, 100.01)
     assert ctl.set_task(parse_task_command("go to the blue ball"))
-    assert not ctl.set_task(parse_task_command("go to the blue ball"))  # same task again: no reset
-    b = ctl.step(1.02)
-    assert b.outcome == ACTION and b.action.index == 0 and b.action.chunk is not a.action.chunk
+    assert not ctl.set_task(parse_task_command("go  to the blue ball"))  # the same task again: no reset
+    b = _step_at(ctl, clock, 100.02)
+    assert b.outcome is StepOutcome.ACTION and b.action.index == 0 and b.action.chunk is not a.action.chunk
     assert b.task == "go to the blue ball"
 
 
-def test_nan_model_never_acts(make_controller):
-    events = []
-    ctl = make_controller("nan", events=events)
-    ctl.submit_frame(_frame(1.0))
+def test_nan_model_never_acts(make_controller, clock):
+    errors = []
+    ctl = make_controller("nan", errors=errors)
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    outcomes = {ctl.step(1.0 + i * 0.01).outcome for i in range(5)}
-    assert outcomes == {WAITING}
-    assert ctl.counters.error_count >= 1 and ctl.counters.action_count == 0
-    assert any(kind == "error" and "NaN" in msg for kind, msg in events)
+    outcomes = {_step_at(ctl, clock, 100.0 + i * 0.01).outcome for i in range(5)}
+    assert outcomes == {StepOutcome.WAITING}
+    assert ctl.counters.error_count == 5 and ctl.counters.inference_count == 5 and ctl.counters.action_count == 0
+    assert all(t is ErrorType.NON_FINITE_OUTPUT and "NaN" in m for t, m, _ in errors) and len(errors) == 5
 
 
-def test_undecodable_frame_is_counted(make_controller):
+def test_undecodable_frame_is_counted(make_controller, clock):
+    errors = []
+    ctl = make_controller(errors=errors)
+    ctl.set_task(parse_task_command("go"))
+    ctl.submit_frame(_bad_frame(100.0))
+    assert _step_at(ctl, clock, 100.01).outcome is StepOutcome.WAITING
+    assert ctl.counters.dropped_frames == 1 and errors[0][0] is ErrorType.BAD_FRAME
+    ctl.submit_frame(_frame(100.05))
+    assert _step_at(ctl, clock, 100.06).outcome is StepOutcome.ACTION
+
+
+def test_hot_swap_between_steps(make_controller, make_policy, clock, caplog):
     ctl = make_controller()
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    ctl.submit_frame(_bad_frame(1.0))
-    assert ctl.step(1.01).outcome == WAITING
-    assert ctl.counters.dropped_frames == 1
-    ctl.submit_frame(_frame(1.05))
-    assert ctl.step(1.06).outcome == ACTION
-
-
-def test_hot_swap_between_steps(make_controller, make_policy):
-    events = []
-    ctl = make_controller(events=events)
-    ctl.submit_frame(_frame(1.0))
-    ctl.set_task(parse_task_command("go"))
-    assert ctl.step(1.01).action.chunk.model_version == "test-1"
+    assert _step_at(ctl, clock, 100.01).action.chunk.model_version == "test-1"
     new = load_policy(make_policy("image", chunk=4, version="test-2"))
     ctl.stage(Runtime.build(new, ctl.runtime.encoder))
     assert ctl.runtime.spec.version == "test-1"  # staged, not yet in force
-    res = ctl.step(1.02)
+    with caplog.at_level("INFO", logger="vla_edge"):
+        res = _step_at(ctl, clock, 100.02)
     assert ctl.runtime.spec.version == "test-2"
-    assert res.outcome == ACTION and res.action.chunk.model_version == "test-2"
-    assert any(kind == "model" for kind, _ in events)
+    assert res.outcome is StepOutcome.ACTION and res.action.chunk.model_version == "test-2"
+    assert ctl.counters.starved_steps == 0
+    assert any("switched to policy test-image test-2" in r.getMessage() for r in caplog.records)
 
 
-def test_feature_form_runs_in_the_loop(make_controller):
+def test_feature_form_runs_in_the_loop(make_controller, clock):
     ctl = make_controller("features")
-    ctl.submit_frame(_frame(1.0))
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    res = ctl.step(1.01)
-    assert res.outcome == ACTION and res.action.chunk.actions.shape == (1, 6)
+    res = _step_at(ctl, clock, 100.01)
+    assert res.outcome is StepOutcome.ACTION and res.action.chunk.actions.shape == (1, 6)
 
 
-def test_snapshot_fields(make_controller):
-    ctl = make_controller()
-    ctl.submit_frame(_frame(1.0))
+def test_snapshot_before_anything_is_unknown_not_zero(make_controller):
+    snap = make_controller().snapshot()
+    assert math.isnan(snap.image_age_ms) and math.isnan(snap.inference_ms_p50) and math.isnan(snap.last_action_time)
+    assert (snap.image_queue_size, snap.lidar_queue_size, snap.task_queue_size) == (0, 0, 0)
+
+
+def test_snapshot_and_queue_sizes(make_controller, clock):
+    ctl = make_controller(prefetch_lead=0.0)
+    ctl.submit_frame(_frame(100.0))
     ctl.set_task(parse_task_command("go"))
-    ctl.finish_step(ctl.step(1.01), 0.5)
     snap = ctl.snapshot()
-    assert snap["action_count"] == 1 and snap["overhead_ms_p99"] == 0.5 and snap["current_task"] == "go"
+    assert (snap.image_queue_size, snap.task_queue_size) == (1, 1)  # a frame and a task waiting to be served
+    result = _step_at(ctl, clock, 100.01)
+    ctl.finish_step(result, 0.5)
+    _worker_idle(ctl)
+    snap = ctl.snapshot()
+    assert snap.counters.action_count == 1 and snap.overhead_ms_p99 == 0.5 and snap.current_task == "go"
+    assert (snap.image_queue_size, snap.task_queue_size) == (0, 0)  # the frame went into a chunk; the task acted
+    assert snap.image_age_ms == pytest.approx(10.0) and snap.last_action_time == 100.01
+    ctl.submit_frame(_frame(100.05))
+    assert ctl.snapshot().image_queue_size == 1

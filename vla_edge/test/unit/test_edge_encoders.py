@@ -8,6 +8,7 @@ from vla_edge.encoders import (
     EncodingError,
     HashedTextEncoder,
     ImagePreprocessor,
+    encoder_for,
     lidar_sector_ranges,
     to_rgb,
     vision_features,
@@ -83,3 +84,13 @@ def test_vision_features_shape():
     assert vision_features(rgb).shape == (FEATURE_DIM,)
     with_lidar = vision_features(rgb, np.full(16, 0.5, np.float32))
     assert with_lidar[192:208].tolist() == [0.5] * 16 and with_lidar.shape == (FEATURE_DIM,)
+
+
+def test_hot_swap_keeps_the_running_encoder_when_the_policy_names_it():
+    current = encoder_for(_spec(language_dim=32, language_encoder="hash"), capacity=4)
+    assert isinstance(current, CachedTextEncoder) and current.dim == 32 and current.capacity == 4
+    assert encoder_for(_spec(language_dim=32, language_encoder="hash"), current=current) is current
+    other_dim = encoder_for(_spec(language_dim=64, language_encoder="hash"), current=current)
+    assert other_dim is not current and other_dim.dim == 64
+    with pytest.raises(ValueError, match="not available offline"):
+        encoder_for(_spec(language_encoder="word2vec"), current=current)

@@ -1,132 +1,99 @@
-"""inference_node: the thin ROS shell around vla_edge.controller (names in shared INTERFACES.md).
+"""inference_node: the thin ROS shell around vla_edge.controller (names in vla_msgs.names and INTERFACES.md).
 
 Subscribes the camera (newest frame only), velodyne_points (when the policy asks for lidar) and
 task_command; publishes cmd_vel_vla, vla/action, vla/inference_stats, vla_performance, vla_logs and
 /diagnostics; serves ~set_mode (vla_msgs/SetMode) and ~load_model (std_srvs/Trigger: hot swap to
-the policy at ~model_path).
+the policy at ~model_path). Every time it keeps is ROS time, so a simulator's /clock drives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import sys
 import threading
 import time
-from dataclasses import fields
 from functools import partial
 
-import diagnostic_updater
 import numpy as np
 import rospy
 from cv_bridge import CvBridge, CvBridgeError
-from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
+from vla_monitoring.bad_input import BadInputCounter
+from vla_monitoring.config import CONFIG_EXIT_CODE
+from vla_monitoring.ros.callbacks import counted_callback
+from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.params import load_config
+from vla_msgs.point_cloud import PointCloudError, read_points
+from vla_msgs.states import LogType
+from vla_msgs.tasks import TaskRejectedError, parse_task_command
 
-from vla_edge.config import ConfigError, InferenceConfig, build_config
-from vla_edge.controller import ACTION, STOP, Frame, InferenceController, Runtime, StepResult
-from vla_edge.encoders import (
-    SUPPORTED_ENCODINGS,
-    CachedTextEncoder,
-    EncodingError,
-    TextEncoder,
-    lidar_sector_ranges,
-    make_text_encoder,
-    to_rgb,
+from vla_edge.clock import PolledClock
+from vla_edge.config import InferenceConfig
+from vla_edge.controller import (
+    ErrorType,
+    Frame,
+    InferenceController,
+    InferenceRecord,
+    Runtime,
+    StepOutcome,
+    StepResult,
+    UnstampedFrameError,
 )
+from vla_edge.encoders import EncodingError, check_encoding, encoder_for, lidar_sector_ranges, to_rgb
 from vla_edge.modes import ModeSwitch
 from vla_edge.policy import PolicyLoadError, configure_threads, load_policy
+from vla_edge.report import loop_status, performance_fields, stats_fields
 from vla_edge.schedule import StepScheduler
 from vla_edge.spec import PolicySpec
-from vla_edge.tasks import TaskRejectedError, parse_task_command
-from vla_edge.wire import log_json, performance_json
+from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, InferenceStats
 from vla_msgs.srv import SetMode, SetModeResponse
 
+LOG = logging.getLogger(__name__)
 BUFF_SIZE = 1 << 24  # larger than any camera frame or cloud this node takes, so rospy never queues old ones
-EVENT_LOG_PERIOD_S = 1.0
-
-
-class _RosoutHandler(logging.Handler):
-    """Bridges the core's `logging` records to rosout."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = self.format(record)
-        if record.levelno >= logging.ERROR:
-            rospy.logerr(msg)
-        elif record.levelno >= logging.WARNING:
-            rospy.logwarn(msg)
-        else:
-            rospy.loginfo(msg)
-
-
-def read_config() -> InferenceConfig:
-    params = {}
-    for f in fields(InferenceConfig):
-        if rospy.has_param("~" + f.name):
-            params[f.name] = rospy.get_param("~" + f.name)
-    if "robot_id" not in params and rospy.has_param("robot_id"):
-        params["robot_id"] = rospy.get_param("robot_id")
-    return build_config(params)
-
-
-def cloud_xy(msg: PointCloud2) -> np.ndarray:
-    """The x, y columns of a PointCloud2 with float32 x and y fields, as an [N, 2] array."""
-    offsets = {f.name: f.offset for f in msg.fields if f.datatype == 7}  # 7: FLOAT32
-    if "x" not in offsets or "y" not in offsets or msg.point_step <= 0:
-        raise EncodingError("point cloud has no float32 x and y fields")
-    n = len(msg.data) // msg.point_step
-    raw = np.frombuffer(msg.data, dtype=np.uint8, count=n * msg.point_step).reshape(n, msg.point_step)
-    endian = ">" if msg.is_bigendian else "<"
-    x = raw[:, offsets["x"]:offsets["x"] + 4].copy().view(endian + "f4")[:, 0]
-    y = raw[:, offsets["y"]:offsets["y"] + 4].copy().view(endian + "f4")[:, 0]
-    return np.stack([x, y], axis=1)
-
-
-def make_encoder(spec: PolicySpec, device: str, capacity: int, current: TextEncoder | None = None) -> TextEncoder:
-    """Reuses the running encoder when the new policy names the same one (the sentence model takes seconds)."""
-    if current is not None and current.name == spec.language_encoder and current.dim == spec.language_dim:
-        return current
-    encoder = CachedTextEncoder(make_text_encoder(spec, device), capacity)
-    encoder.encode("warm up")
-    return encoder
+ERROR_LOG_PERIOD_S = 1.0  # rosout gets each kind of loop error at most this often; vla_logs gets every one
+CAMERA_TOPICS = (names.CAMERA_IMAGE, names.CAMERA_IMAGE_COMPRESSED)
 
 
 class InferenceNode:
-    def __init__(self, config: InferenceConfig, runtime: Runtime, modes: ModeSwitch):
+    def __init__(self, config: InferenceConfig, runtime: Runtime, modes: ModeSwitch, logs: VlaLogs):
         self.config = config
         self.modes = modes
+        self.logs = logs
         self.bridge = CvBridge()
-        self.controller = InferenceController(config, runtime, on_event=self._on_event)
+        self.bad = BadInputCounter(clock=rospy.get_time)
+        self.controller = InferenceController(config, runtime, clock=PolledClock(rospy.get_time),
+                                              on_error=self._on_error, on_inference=self._on_inference)
         self.scheduler = StepScheduler(config.control_rate)
         self._step_lock = threading.Lock()
-        self._event_times: dict[str, float] = {}
         self._load_lock = threading.Lock()
+        self._error_times: dict[ErrorType, float] = {}
         self._lidar_sub = None
 
-        self.cmd_pub = rospy.Publisher("cmd_vel_vla", Twist, queue_size=1)
-        self.action_pub = rospy.Publisher("vla/action", Action, queue_size=10)
-        self.stats_pub = rospy.Publisher("vla/inference_stats", InferenceStats, queue_size=1)
-        self.perf_pub = rospy.Publisher("vla_performance", String, queue_size=1)
-        self.log_pub = rospy.Publisher("vla_logs", String, queue_size=20)
+        self.cmd_pub = rospy.Publisher(names.CMD_VEL_VLA, Twist, queue_size=1)
+        self.action_pub = rospy.Publisher(names.ACTION, Action, queue_size=10)
+        self.stats_pub = rospy.Publisher(names.INFERENCE_STATS, InferenceStats, queue_size=1)
+        self.perf_pub = rospy.Publisher(names.PERFORMANCE, String, queue_size=1)
 
-        self.image_age = diagnostic_updater.TimeStampStatus(
-            diagnostic_updater.TimeStampStatusParam(min_acceptable=-1.0, max_acceptable=config.max_image_age))
-        self.updater = diagnostic_updater.Updater()
-        self.updater.setHardwareID(config.robot_id)
-        self.updater.add("policy", self._diag_policy)
-        self.updater.add("control loop", self._diag_loop)
-        self.updater.add(self.image_age)
+        self.diagnostics = Diagnostics(config.robot_id, 1.0 / config.stats_rate)
+        self.diagnostics.task("policy", self._diag_policy)
+        self.diagnostics.task("control loop", self._diag_loop)
+        self.image_age = self.diagnostics.stamp_age("image age", config.max_image_age)
 
         if config.image_transport == "compressed":
-            rospy.Subscriber("camera/rgb/image_raw/compressed", CompressedImage, self._on_compressed,
+            rospy.Subscriber(names.CAMERA_IMAGE_COMPRESSED, CompressedImage, self._on_compressed,
                              queue_size=1, buff_size=BUFF_SIZE)
         else:
-            rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
+            rospy.Subscriber(names.CAMERA_IMAGE, Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
         self._subscribe_lidar(runtime.spec)
-        rospy.Subscriber("task_command", String, self._on_task, queue_size=10)
+        rospy.Subscriber(names.TASK_COMMAND, String, self._on_task, queue_size=10)
+        # private services: names.INFERENCE_SET_MODE and names.INFERENCE_LOAD_MODEL as clients see them
         rospy.Service("~set_mode", SetMode, self._on_set_mode)
         rospy.Service("~load_model", Trigger, self._on_load_model)
         rospy.on_shutdown(self.controller.shutdown)
@@ -135,33 +102,26 @@ class InferenceNode:
         self.stats_timer = rospy.Timer(rospy.Duration(1.0 / config.stats_rate), self._on_stats)
 
     # ---- inputs ----
+    @counted_callback(names.CAMERA_IMAGE, (EncodingError, UnstampedFrameError))
     def _on_image(self, msg: Image) -> None:
-        start, arrival = time.perf_counter(), time.monotonic()
-        if msg.encoding not in SUPPORTED_ENCODINGS:
-            self.controller.frame_dropped(f"image encoding {msg.encoding!r} not supported "
-                                          f"(use {' or '.join(SUPPORTED_ENCODINGS)})")
-            return
+        start, arrival = time.perf_counter(), rospy.get_time()
+        check_encoding(msg.encoding)
         if msg.height == 0 or msg.width == 0 or msg.step < 3 * msg.width or len(msg.data) < msg.step * msg.height:
-            self.controller.frame_dropped(f"image {msg.width}x{msg.height} step {msg.step} with "
-                                          f"{len(msg.data)} bytes is inconsistent")
-            return
-        self.controller.submit_frame(Frame(self._stamp(msg), arrival, partial(self._decode_raw, msg)))
+            raise EncodingError(f"image {msg.width}x{msg.height} step {msg.step} with {len(msg.data)} bytes "
+                                f"is inconsistent")
+        self.controller.submit_frame(Frame(msg.header.stamp.to_sec(), arrival, partial(self._decode_raw, msg), start))
         if self.scheduler.on_frame(arrival):
             self._run_step(start)
 
+    @counted_callback(names.CAMERA_IMAGE_COMPRESSED, (EncodingError, UnstampedFrameError))
     def _on_compressed(self, msg: CompressedImage) -> None:
-        start, arrival = time.perf_counter(), time.monotonic()
+        start, arrival = time.perf_counter(), rospy.get_time()
         if not msg.data:
-            self.controller.frame_dropped("empty compressed image")
-            return
-        self.controller.submit_frame(Frame(self._stamp(msg), arrival, partial(self._decode_compressed, msg)))
+            raise EncodingError("empty compressed image")
+        self.controller.submit_frame(Frame(msg.header.stamp.to_sec(), arrival, partial(self._decode_compressed, msg),
+                                           start))
         if self.scheduler.on_frame(arrival):
             self._run_step(start)
-
-    @staticmethod
-    def _stamp(msg) -> float:
-        stamp = msg.header.stamp.to_sec()
-        return stamp if stamp > 0 else rospy.get_time()
 
     def _decode_raw(self, msg: Image) -> np.ndarray:
         try:
@@ -181,42 +141,32 @@ class InferenceNode:
 
     def _subscribe_lidar(self, spec: PolicySpec) -> None:
         if spec.lidar_sectors and self._lidar_sub is None:
-            self._lidar_sub = rospy.Subscriber("velodyne_points", PointCloud2, self._on_cloud, queue_size=1,
+            self._lidar_sub = rospy.Subscriber(names.POINTS, PointCloud2, self._on_cloud, queue_size=1,
                                                buff_size=BUFF_SIZE)
 
+    @counted_callback(names.POINTS, (PointCloudError,))
     def _on_cloud(self, msg: PointCloud2) -> None:
-        sectors = self.controller.runtime.spec.lidar_sectors or self.config.lidar_sectors
-        try:
-            xy = cloud_xy(msg)
-        except (EncodingError, ValueError) as exc:
-            self._on_event("dropped", f"velodyne_points: {exc}")
-            return
-        self.controller.submit_lidar(lidar_sector_ranges(xy, sectors, self.config.lidar_max_range))
+        sectors = self.controller.runtime.spec.lidar_sectors
+        if sectors:  # a policy swapped in without lidar leaves the subscriber; its clouds are not needed
+            xy = read_points(msg, ("x", "y"))
+            self.controller.submit_lidar(lidar_sector_ranges(xy, sectors, self.config.lidar_max_range))
 
+    @counted_callback(names.TASK_COMMAND, (TaskRejectedError,))
     def _on_task(self, msg: String) -> None:
-        try:
-            command = parse_task_command(msg.data, self.config.max_task_length)
-        except TaskRejectedError as exc:
-            rospy.logwarn(f"task_command refused: {exc}")
-            self._log("error", f"task_command refused: {exc}")
+        command = parse_task_command(msg.data)
+        if command.robot_id and command.robot_id != self.config.robot_id:
+            raise TaskRejectedError(f"task for robot {command.robot_id!r} reached robot {self.config.robot_id!r}")
+        if not self.controller.set_task(command):
             return
-        try:
-            changed = self.controller.set_task(command)
-        except (RuntimeError, ValueError) as exc:
-            rospy.logerr(f"task_command could not be encoded: {exc}")
-            self._log("error", f"task could not be encoded: {exc}")
-            return
-        if changed:
-            if command.idle:
-                self.cmd_pub.publish(Twist())  # halt now; the next control step repeats it, then silence
-            text = "standby" if command.idle else repr(command.description)
-            rospy.loginfo(f"task: {text}" + (f" (id {command.task_id})" if command.task_id else ""))
-            self._log("inference", f"task {text}", task_id=command.task_id)
+        if command.idle:
+            self.cmd_pub.publish(Twist())  # halt now; the next control step repeats it, then silence
+        text = "standby" if command.idle else repr(command.description)
+        LOG.info("task: %s%s", text, f" (id {command.task_id})" if command.task_id else "")
 
     # ---- services ----
     def _on_set_mode(self, req) -> SetModeResponse:
         ok, message, mode = self.modes.request(req.mode)
-        (rospy.loginfo if ok else rospy.logwarn)(f"set_mode {req.mode!r}: {message}")
+        (LOG.info if ok else LOG.warning)("set_mode %r: %s", req.mode, message)
         return SetModeResponse(success=ok, message=message, mode=mode)
 
     def _on_load_model(self, _req) -> TriggerResponse:
@@ -226,31 +176,34 @@ class InferenceNode:
             path = rospy.get_param("~model_path", self.config.model_path)
             current = self.controller.runtime
             try:
+                if not isinstance(path, str) or not path:
+                    raise PolicyLoadError(f"~model_path must be a policy file path, got {path!r}")
                 policy = load_policy(path, self.config.device, self.config.warmup_runs)
-                encoder = make_encoder(policy.spec, policy.device.type, self.config.language_cache_size,
-                                       current.encoder)
+                encoder = encoder_for(policy.spec, policy.device.type, self.config.language_cache_size,
+                                      current.encoder)
             except (PolicyLoadError, ValueError, OSError) as exc:
                 rospy.logerr(f"load_model refused, keeping {current.spec.name} {current.spec.version}: {exc}")
-                self._log("error", f"load_model refused: {exc}")
+                self.logs.entry(LogType.ERROR.value, error_type="load_model_refused", error_message=str(exc),
+                                context={"model_path": str(path), "running_version": current.spec.version})
                 return TriggerResponse(success=False, message=str(exc))
             self._subscribe_lidar(policy.spec)
             self.controller.stage(Runtime.build(policy, encoder))
             message = f"policy {policy.spec.name} {policy.spec.version} from {path} replaces the running one"
-            rospy.loginfo(message)
-            self._log("inference", message)
+            LOG.info(message)
             return TriggerResponse(success=True, message=message)
         finally:
             self._load_lock.release()
 
     # ---- control step ----
     def _on_tick(self, _event) -> None:
-        if self.scheduler.on_timer(time.monotonic()):
+        if self.scheduler.on_timer(rospy.get_time()):
             self._run_step(time.perf_counter())
 
     def _run_step(self, start: float) -> None:
         """One control step; start is when the triggering frame (or timer) arrived, for the overhead."""
         if not self._step_lock.acquire(blocking=False):
-            return  # a step is still running (its first chunk): this trigger is not needed
+            self.controller.step_skipped()  # the previous step still runs (waiting on its first chunk)
+            return
         try:
             self._step(start)
         except rospy.ROSException as exc:  # publishing while the node shuts down
@@ -259,21 +212,21 @@ class InferenceNode:
             self._step_lock.release()
 
     def _step(self, start: float) -> None:
-        result = self.controller.step(rospy.get_time())
-        if result.outcome == STOP:
+        result = self.controller.step()
+        if result.outcome is StepOutcome.STOP:
             self.cmd_pub.publish(Twist())  # one zero command so the robot halts now, then the policy is silent
             return
-        if result.outcome == ACTION:
+        if result.outcome is StepOutcome.ACTION:
             self._publish(result, start)
         if result.frame is not None:
             self.image_age.tick(rospy.Time.from_sec(result.frame.stamp_s))
 
     def _publish(self, result: StepResult, start: float) -> None:
         act = result.action
-        a = act.action
+        a = [float(v) for v in act.action]
         twist = Twist()
-        twist.linear.x, twist.linear.y, twist.linear.z = float(a[0]), float(a[1]), float(a[2])
-        twist.angular.x, twist.angular.y, twist.angular.z = float(a[3]), float(a[4]), float(a[5])
+        twist.linear.x, twist.linear.y, twist.linear.z = a[0], a[1], a[2]
+        twist.angular.x, twist.angular.y, twist.angular.z = a[3], a[4], a[5]
         self.cmd_pub.publish(twist)
         published = time.perf_counter()
         msg = Action()
@@ -287,48 +240,44 @@ class InferenceNode:
         msg.model_version = act.chunk.model_version
         msg.source = self.modes.mode
         msg.inference_ms = act.chunk.inference_ms
-        msg.latency_ms = (time.monotonic() - result.frame.arrival_s) * 1000.0
+        msg.latency_ms = (published - result.frame.received_perf_s) * 1000.0
         self.action_pub.publish(msg)
         self.controller.finish_step(result, (published - start) * 1000.0 - result.waited_ms)
+        self.logs.entry(LogType.ACTION.value, action=a, task=result.task)
 
     # ---- statistics, logs, diagnostics ----
+    def _dropped_frames(self, controller_dropped: int) -> int:
+        """Frames refused in the callbacks (bad encoding, size, stamp) plus those that failed to decode."""
+        return controller_dropped + sum(self.bad.counts.get(topic, 0) for topic in CAMERA_TOPICS)
+
     def _on_stats(self, _event) -> None:
         snap = self.controller.snapshot()
-        msg = InferenceStats()
+        dropped = self._dropped_frames(snap.counters.dropped_frames)
+        msg = InferenceStats(**stats_fields(snap, self.modes.mode, dropped))
         msg.header.stamp = rospy.Time.now()
-        msg.mode = self.modes.mode
-        for name in ("model_version", "current_task", "window_s", "fps", "inference_ms_mean", "inference_ms_p50",
-                     "inference_ms_p99", "overhead_ms_p50", "overhead_ms_p99", "image_age_ms", "inference_count",
-                     "action_count", "error_count", "dropped_frames", "stale_frames"):
-            setattr(msg, name, snap[name])
         self.stats_pub.publish(msg)
-        # one-slot inputs: a queue "size" is 1 while a message waits in the slot
-        self.perf_pub.publish(String(data=performance_json(snap, int(self.controller.has_frame),
-                                                           int(self.controller.has_lidar), 0, self.modes.mode)))
-        self.updater.update()
+        perf = json_forms.PERFORMANCE.build(timestamp=rospy.get_time(),
+                                            **performance_fields(snap, self.modes.mode, dropped))
+        self.perf_pub.publish(String(data=perf))
 
-    def _on_event(self, kind: str, message: str) -> None:
-        """Core events (dropped frames, rejected outputs, model switches): logged and sent at most once a second
-        per kind; every occurrence is counted by the controller."""
-        now = time.monotonic()
-        if now - self._event_times.get(kind, -1e9) < EVENT_LOG_PERIOD_S:
-            return
-        self._event_times[kind] = now
-        if kind == "model":
-            rospy.loginfo(message)
-            self._log("inference", message)
-        else:
-            rospy.logwarn(f"{kind}: {message}")
-            self._log("error", message, kind=kind)
+    def _on_error(self, error_type: ErrorType, message: str, context: dict) -> None:
+        """Loop errors (undecodable frames, refused model outputs): every one to vla_logs, rosout throttled;
+        every occurrence is counted by the controller."""
+        self.logs.entry(LogType.ERROR.value, error_type=error_type.value, error_message=message, context=context)
+        now = rospy.get_time()
+        if now - self._error_times.get(error_type, -math.inf) >= ERROR_LOG_PERIOD_S:
+            self._error_times[error_type] = now
+            rospy.logwarn(f"{error_type.value}: {message}")
 
-    def _log(self, entry_type: str, message: str, **extra: object) -> None:
-        self.log_pub.publish(String(data=log_json(entry_type, self.config.robot_id, message, **extra)))
+    def _on_inference(self, record: InferenceRecord) -> None:
+        with contextlib.suppress(rospy.ROSException):  # the node is shutting down; the chunk still counts
+            self.logs.entry(LogType.INFERENCE.value, input_size=record.input_size, output_action=record.output_action,
+                            inference_time_ms=record.inference_ms, sequence_number=record.sequence_number)
 
-    def _diag_policy(self, stat: diagnostic_updater.DiagnosticStatusWrapper):
+    def _diag_policy(self, stat: Status) -> Status:
         spec = self.controller.runtime.spec
         c = self.controller.counters
-        level = DiagnosticStatus.WARN if c.error_count else DiagnosticStatus.OK
-        stat.summary(level, f"{spec.name} {spec.version} ({self.modes.mode})")
+        stat.summary(WARN if c.error_count else OK, f"{spec.name} {spec.version} ({self.modes.mode})")
         stat.add("model_path", self.controller.runtime.path)
         stat.add("form", spec.form)
         stat.add("chunk_length", spec.chunk_length)
@@ -336,18 +285,17 @@ class InferenceNode:
         stat.add("error_count", c.error_count)
         return stat
 
-    def _diag_loop(self, stat: diagnostic_updater.DiagnosticStatusWrapper):
+    def _diag_loop(self, stat: Status) -> Status:
         snap = self.controller.snapshot()
-        active = bool(snap["current_task"])
-        if not active:
-            stat.summary(DiagnosticStatus.OK, "idle (no task)")
-        elif snap["fps"] < 0.8 * self.config.control_rate:
-            stat.summary(DiagnosticStatus.WARN, f"{snap['fps']:.1f} Hz, below {self.config.control_rate:.1f} Hz")
-        else:
-            stat.summary(DiagnosticStatus.OK, f"{snap['fps']:.1f} Hz")
+        ok, text = loop_status(snap, self.config.control_rate)
+        stat.summary(OK if ok else WARN, text)
+        fields = performance_fields(snap, self.modes.mode, self._dropped_frames(snap.counters.dropped_frames))
         for key in ("current_task", "fps", "inference_ms_p50", "inference_ms_p99", "overhead_ms_p99",
-                    "preprocess_ms_p99", "dropped_frames", "stale_frames", "starved_steps", "action_count"):
-            stat.add(key, snap[key])
+                    "preprocess_ms_p99", "image_age_ms", "dropped_frames", "stale_frames", "starved_steps",
+                    "skipped_steps", "action_count"):
+            stat.add(key, "unknown" if fields[key] is None else fields[key])
+        for source, count in sorted(self.bad.counts.items()):
+            stat.add(f"refused on {source}", f"{count} (last: {self.bad.last_reason[source]})")
         return stat
 
 
@@ -355,27 +303,23 @@ def main() -> None:
     # Python hands the GIL over every 5 ms by default; the control step shares it with the worker and
     # rospy's receive threads, so a shorter interval bounds how long a tick waits to run.
     sys.setswitchinterval(0.0005)
-    rospy.init_node("inference_node")
-    handler = _RosoutHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    core_log = logging.getLogger("vla_edge")
-    core_log.addHandler(handler)
-    core_log.setLevel(logging.INFO)
+    rospy.init_node(names.INFERENCE_NODE)
+    config = load_config(InferenceConfig)
+    logs = VlaLogs(names.INFERENCE_NODE, config.robot_id)
+    bridge_logging(("vla_edge", "vla_monitoring"), logs)
     try:
-        config = read_config()
         modes = ModeSwitch(initial=config.mode)
-    except (ConfigError, ValueError) as exc:
-        rospy.logfatal(f"inference_node refuses to start: {exc}")
-        sys.exit(1)
+    except ValueError as exc:
+        rospy.logfatal(f"{rospy.get_name()}: invalid parameter: ~mode: {exc}")
+        sys.exit(CONFIG_EXIT_CODE)
     try:
         threads = configure_threads(config.torch_threads)
         policy = load_policy(config.model_path, config.device, config.warmup_runs)
-        encoder = make_encoder(policy.spec, policy.device.type, config.language_cache_size)
+        encoder = encoder_for(policy.spec, policy.device.type, config.language_cache_size)
     except (PolicyLoadError, ValueError, OSError) as exc:
         rospy.logfatal(f"inference_node refuses to start: {exc}")
         sys.exit(1)
-    node = InferenceNode(config, Runtime.build(policy, encoder), modes)
-    rospy.loginfo(f"inference_node ready: {policy.spec.name} {policy.spec.version} on {policy.device} "
-                  f"({threads} torch threads), {config.control_rate:g} Hz, mode {modes.mode}")
-    del node
+    InferenceNode(config, Runtime.build(policy, encoder), modes, logs)
+    LOG.info("inference_node ready: %s %s on %s (%d torch threads), %g Hz, mode %s", policy.spec.name,
+             policy.spec.version, policy.device, threads, config.control_rate, modes.mode)
     rospy.spin()
