@@ -13,12 +13,11 @@ class CollisionTest(unittest.TestCase):
     def test_collision_scaling(self):
         h = SafetyHarness()
         h.command = h.twist(1.0)
-        self.assertTrue(h.wait_for(lambda: abs(h.last_cmd().linear.x - 1.0) < 1e-6, 10))
+        h.wait(lambda: h.last_cmd() is not None and abs(h.last_cmd().linear.x - 1.0) < 1e-6, 10, "full speed")
 
         # a wall 1.5 m ahead in the scan: free travel 0.8 m over a 1.5 s horizon -> scale ~0.53
         h.scan_ranges = wall_scan_ranges(1.5)
-        self.assertTrue(h.wait_status("LIMITED", "collision avoidance", 2), h.status)
-        s = h.status
+        s = h.wait_status("LIMITED", "collision avoidance", 2)
         self.assertIn("(1.50, ", s["reason"])
         self.assertAlmostEqual(s["speed_scale"], 0.8 / 1.5, delta=0.06)
         self.assertAlmostEqual(s["commanded"]["linear.x"], s["speed_scale"], delta=1e-3)
@@ -27,20 +26,21 @@ class CollisionTest(unittest.TestCase):
         # the same obstacle, but only in the cloud (above the floor cut), and a floor point ignored
         h.scan_ranges = wall_scan_ranges(None)
         h.cloud_points = [(1.2, y / 20.0, 0.5) for y in range(-20, 21)] + [(0.5, 0.0, 0.0)]
-        self.assertTrue(h.wait_status("LIMITED", "(1.20, ", 2), h.status)
-        self.assertAlmostEqual(h.status["speed_scale"], 0.5 / 1.5, delta=0.06)
+        s = h.wait_status("LIMITED", "(1.20, ", 2)
+        self.assertAlmostEqual(s["speed_scale"], 0.5 / 1.5, delta=0.06)
 
-        # nothing safe ahead: stop, but turning in place stays allowed; backing off is fine
+        # nothing safe ahead: stop (all zeros), but turning in place stays allowed; backing off is fine
         h.cloud_points = [(9.0, 9.0, 0.5)]
         h.scan_ranges = wall_scan_ranges(0.6)
-        self.assertTrue(h.wait_status("STOPPED", "no safe motion", 2), h.status)
-        self.assertTrue(h.wait_for(h.stopped, 1))
+        h.wait_status("STOPPED", "no safe motion", 2)
+        h.wait(h.stopped, 1, "a zero cmd_vel")
         h.command = h.twist(1.0, 0, 0, 0, 0, 0.8)
-        self.assertTrue(h.wait_status("LIMITED", "turning in place", 2), h.status)
-        self.assertTrue(h.wait_for(lambda: abs(h.last_cmd().angular.z - 0.8) < 1e-6 and h.last_cmd().linear.x == 0))
+        h.wait_status("LIMITED", "turning in place", 2)
+        h.wait(lambda: abs(h.last_cmd().angular.z - 0.8) < 1e-6 and h.last_cmd().linear.x == 0, 2,
+               "turning in place at 0.8 rad/s")
         h.command = h.twist(-0.5)
-        self.assertTrue(h.wait_status("OK", timeout=2), h.status)
-        self.assertTrue(h.wait_for(lambda: h.last_cmd().linear.x < -0.4, 2))
+        h.wait_status("OK", timeout_s=2)
+        h.wait(lambda: h.last_cmd().linear.x < -0.4, 2, "backing off")
 
 
 if __name__ == "__main__":

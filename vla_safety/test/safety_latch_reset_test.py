@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Latch and reset: the trigger latches; reset is refused while a cause persists, accepted after."""
+"""Latch and reset: the trigger latches; reset is refused while a cause persists (the trigger's hold, an
+obstacle inside the threshold), accepted after."""
 
-import time
 import unittest
 
 import rospy
@@ -10,20 +10,25 @@ from safety_harness import SafetyHarness, wall_scan_ranges
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
+from vla_msgs import names
+
 
 class LatchResetTest(unittest.TestCase):
     def test_latch_and_reset(self):
         h = SafetyHarness()
-        rospy.wait_for_service("safety_node/reset", 10)
-        reset = rospy.ServiceProxy("safety_node/reset", Trigger)
-        trigger_srv = rospy.ServiceProxy("safety_node/trigger_emergency_stop", Trigger)
+        hold_s = rospy.get_param("safety_node/trigger_hold")
+        threshold = rospy.get_param("safety_node/collision_threshold")
+        rospy.wait_for_service(names.SAFETY_RESET, 10)
+        reset = rospy.ServiceProxy(names.SAFETY_RESET, Trigger)
+        trigger_srv = rospy.ServiceProxy(names.SAFETY_TRIGGER_ESTOP, Trigger)
         h.command = h.twist(0.3)
-        self.assertTrue(h.wait_for(h.moving, 10), "robot never moved")
+        h.wait(h.moving, 10, "the robot moving")
         self.assertIs(h.estop, False)
 
+        triggered_s = rospy.get_time()
         h.trigger_pub.publish(Bool(data=True))
-        self.assertTrue(h.wait_status("EMERGENCY_STOP", "emergency_stop/trigger"), h.status)
-        self.assertTrue(h.wait_for(lambda: h.estop is True))
+        h.wait_status("EMERGENCY_STOP", names.EMERGENCY_STOP_TRIGGER)
+        h.wait(lambda: h.estop is True, 2, "emergency_stop true")
         self.assertTrue(h.stopped())
 
         # false does not clear; a reset right after the trigger is refused with the reason
@@ -31,31 +36,36 @@ class LatchResetTest(unittest.TestCase):
         resp = reset()
         self.assertFalse(resp.success)
         self.assertIn("emergency_stop/trigger was true", resp.message)
-        time.sleep(1.2)  # trigger_hold is 1 s
-        self.assertEqual(h.status["status"], "EMERGENCY_STOP")
+
+        # an obstacle inside the threshold blocks the reset too, after the trigger's hold as well
+        h.scan_ranges = wall_scan_ranges(0.5)
+        h.wait(lambda: 0.0 <= h.status["nearest_obstacle_m"] < threshold, 2, "the wall inside the threshold")
+
+        def refusal_without_the_trigger() -> str | None:
+            resp = reset()
+            self.assertFalse(resp.success, "reset accepted with an obstacle inside the threshold")
+            return None if "emergency_stop/trigger was true" in resp.message else resp.message
+
+        message = h.wait(refusal_without_the_trigger, hold_s + 3.0, "the trigger's hold to pass", poll_s=0.1)
+        self.assertGreaterEqual(rospy.get_time() - triggered_s, hold_s)
+        self.assertIn("inside collision_threshold", message)
+        self.assertEqual(h.status["status"], "EMERGENCY_STOP")  # a false on the trigger cleared nothing
         self.assertTrue(h.stopped())
 
-        # an obstacle inside the threshold blocks the reset too
-        h.scan_ranges = wall_scan_ranges(0.5)
-        time.sleep(0.4)
-        resp = reset()
-        self.assertFalse(resp.success)
-        self.assertIn("inside collision_threshold", resp.message)
-
         h.scan_ranges = wall_scan_ranges(None)
-        time.sleep(0.4)
+        h.wait(lambda: h.status["nearest_obstacle_m"] == -1.0, 2, "the wall gone from the status")
         resp = reset()
         self.assertTrue(resp.success, resp.message)
-        self.assertTrue(h.wait_for(lambda: h.estop is False))
-        self.assertTrue(h.wait_for(h.moving, 3))
-        self.assertEqual(h.status["status"], "OK")
+        h.wait(lambda: h.estop is False, 2, "emergency_stop false")
+        h.wait(h.moving, 3, "the robot moving again")
+        h.wait_status("OK", timeout_s=2)
 
         # the service latches too, and its reset has no hold
         self.assertTrue(trigger_srv().success)
-        self.assertTrue(h.wait_status("EMERGENCY_STOP", "service"))
+        h.wait_status("EMERGENCY_STOP", "service")
         self.assertTrue(h.stopped())
         self.assertTrue(reset().success)
-        self.assertTrue(h.wait_for(h.moving, 3))
+        h.wait(h.moving, 3, "the robot moving after the service's reset")
 
 
 if __name__ == "__main__":

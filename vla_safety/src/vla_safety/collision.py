@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -118,11 +119,21 @@ class CollisionResult:
     nearest_clearance: float  # footprint edge to nearest point [m]; inf if none
 
 
+class Choice(Enum):
+    """Which candidate `safest` chose, in its order of preference among equals."""
+
+    REQUEST = "request"  # the request at full scale
+    SCALED = "scaled"  # the request slowed down
+    SLIDE = "slide"  # the request with its approach component removed
+    TURN = "turn"  # turning in place only
+    STOP = "stop"
+
+
 @dataclass(frozen=True)
 class SafeCommand:
     """The command `safest` chose: execute `twist` (vx, vy, wz) times `scale`."""
 
-    kind: str  # "request" (full), "scaled", "slide", "turn" (in place), "stop"
+    kind: Choice
     twist: tuple[float, float, float]  # unscaled candidate; a slide keeps the requested wz
     scale: float
     limiting_point: tuple[float, float] | None  # contact point of the request (None for "request")
@@ -189,10 +200,10 @@ class CollisionChecker:
         req = np.asarray(twist_xyw, dtype=np.float64)
         first = self.check(twist_xyw, points)
         if first.scale >= 1.0:
-            return SafeCommand("request", tuple(req), 1.0, None, None, first)
+            return SafeCommand(Choice.REQUEST, tuple(req), 1.0, None, None, first)
         candidates = []
         if first.scale > 0.0:
-            candidates.append(SafeCommand("scaled", tuple(req), first.scale, first.limiting_point, None, first))
+            candidates.append(SafeCommand(Choice.SCALED, tuple(req), first.scale, first.limiting_point, None, first))
         twist, result = req, first
         normals: list[np.ndarray] = []
         for _ in range(2):  # slide along the first contact, then along a second one (a corner)
@@ -206,14 +217,14 @@ class CollisionChecker:
             twist = np.array([v[0], v[1], req[2]])
             result = self.check(tuple(twist), points)
             if result.scale > 0.0:
-                candidates.append(SafeCommand("slide", tuple(twist), result.scale, first.limiting_point,
+                candidates.append(SafeCommand(Choice.SLIDE, tuple(twist), result.scale, first.limiting_point,
                                               result.limiting_point, first))
             if result.scale >= 1.0:
                 break
         if req[2] != 0.0:
-            candidates.append(SafeCommand("turn", (0.0, 0.0, float(req[2])), 1.0, first.limiting_point, None,
+            candidates.append(SafeCommand(Choice.TURN, (0.0, 0.0, float(req[2])), 1.0, first.limiting_point, None,
                                           first))
-        candidates.append(SafeCommand("stop", (0.0, 0.0, 0.0), 0.0, first.limiting_point, None, first))
+        candidates.append(SafeCommand(Choice.STOP, (0.0, 0.0, 0.0), 0.0, first.limiting_point, None, first))
         executed = np.array([np.asarray(c.twist) * c.scale for c in candidates])
         err = executed - req
         cost = err[:, 0] ** 2 + err[:, 1] ** 2 + (w_ang * err[:, 2]) ** 2

@@ -32,6 +32,10 @@ class EmergencyStopLatch:
         LOG.warning("EMERGENCY STOP latched: %s", cause)
         return True
 
+    def forget_signal(self) -> None:
+        """Drops the last trigger signal's time (the clock went back; a still-pressed button sends again)."""
+        self._last_signal_s = None
+
     def signal_blocker(self, now_s: float) -> str | None:
         """The reason a recent trigger signal blocks a reset, or None."""
         if self._last_signal_s is None:

@@ -1,14 +1,16 @@
 """Per-command checks: finiteness, magnitude refusal, per-axis clamps and acceleration limits.
 
-A twist is a numpy array of 6 floats: linear.x, linear.y, linear.z, angular.x, angular.y, angular.z.
+A twist is a numpy array of 6 floats in vla_msgs.names.ACTION_NAMES order: linear.x, linear.y,
+linear.z, angular.x, angular.y, angular.z.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-AXES: tuple[str, ...] = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
-ZERO_TWIST = np.zeros(6)
+from vla_msgs import names
+
+ZERO_TWIST = np.zeros(names.ACTION_DIM)
 
 
 class CommandRejectedError(ValueError):
@@ -18,12 +20,12 @@ class CommandRejectedError(ValueError):
 def check_command(twist: np.ndarray, max_linear_magnitude: float, max_angular_magnitude: float) -> np.ndarray:
     """Returns the twist as a float array of 6 or raises CommandRejectedError (non-finite, too large)."""
     v = np.asarray(twist, dtype=np.float64)
-    if v.shape != (6,):
-        raise CommandRejectedError(f"twist must have 6 components, got shape {v.shape}")
+    if v.shape != (names.ACTION_DIM,):
+        raise CommandRejectedError(f"twist must have {names.ACTION_DIM} components, got shape {v.shape}")
     bad = ~np.isfinite(v)
     if bad.any():
-        names = ", ".join(AXES[i] for i in np.flatnonzero(bad))
-        raise CommandRejectedError(f"non-finite command ({names})")
+        axes = ", ".join(names.ACTION_NAMES[i] for i in np.flatnonzero(bad))
+        raise CommandRejectedError(f"non-finite command ({axes})")
     lin, ang = float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
     if lin > max_linear_magnitude:
         raise CommandRejectedError(f"linear magnitude {lin:.2f} m/s exceeds {max_linear_magnitude:.2f}")
@@ -35,7 +37,7 @@ def check_command(twist: np.ndarray, max_linear_magnitude: float, max_angular_ma
 def clamp_axes(twist: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Clamps each axis to ±limit; returns the clamped twist and the names of the clamped axes."""
     out = np.clip(twist, -limits, limits)
-    clamped = [AXES[i] for i in np.flatnonzero(out != twist)]
+    clamped = [names.ACTION_NAMES[i] for i in np.flatnonzero(out != twist)]
     return out, clamped
 
 

@@ -1,6 +1,8 @@
 """The safety supervisor: from the policy's request and the sensors to the one twist the robot may follow.
 
-Plain inputs (numpy twists, base-frame points, monotonic seconds), one `Decision` per output tick.
+Plain inputs (numpy twists, sensor-frame points, seconds on the caller's clock), one `Decision` per
+output. The caller decides when to output: at once for each command (`set_command` then `step`),
+and whenever `until_output_s` says the least output rate is due, for watchdogs, ramps and stops.
 """
 
 from __future__ import annotations
@@ -8,26 +10,33 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from vla_safety.collision import CollisionChecker
-from vla_safety.config import SafetyConfig
+from vla_msgs import names, states
+from vla_safety.collision import Choice, CollisionChecker, reduce_points
+from vla_safety.config import SENSORS, SafetyConfig
 from vla_safety.estop import EmergencyStopLatch
 from vla_safety.limits import ZERO_TWIST, AccelerationLimiter, CommandRejectedError, check_command, clamp_axes
 from vla_safety.watchdog import Watchdog
 
 LOG = logging.getLogger(__name__)
 
-OK, LIMITED, STOPPED, EMERGENCY_STOP = 0, 1, 2, 3
-LEVEL_NAMES = ("OK", "LIMITED", "STOPPED", "EMERGENCY_STOP")
+SafetyState = states.SafetyState
+OK, LIMITED, STOPPED, EMERGENCY_STOP = (SafetyState.OK, SafetyState.LIMITED, SafetyState.STOPPED,
+                                        SafetyState.EMERGENCY_STOP)
+
+
+def _point(p: tuple[float, float] | None) -> list[float] | None:
+    return None if p is None else [float(p[0]), float(p[1])]
 
 
 @dataclass
 class Decision:
-    """What the supervisor commands for one tick, and why."""
+    """What the supervisor commands for one output, and why."""
 
-    level: int
+    level: SafetyState
     reason: str
     commanded: np.ndarray
     requested: np.ndarray
@@ -43,7 +52,25 @@ class Decision:
 
     @property
     def status(self) -> str:
-        return LEVEL_NAMES[self.level]
+        return self.level.name
+
+    def fields(self) -> dict[str, Any]:
+        """The decision as `vla_safety_status` fields (vla_msgs.json_forms.SAFETY_STATUS adds the timestamp)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "emergency_stop": self.emergency_stop,
+            "speed_scale": self.speed_scale,
+            "nearest_obstacle_m": self.nearest_obstacle_m,
+            "nearest_obstacle": _point(self.nearest_obstacle),
+            "limiting_obstacle": _point(self.limiting_obstacle),
+            "clamped_axes": list(self.clamped_axes),
+            "requested": dict(zip(names.ACTION_NAMES, self.requested.tolist(), strict=True)),
+            "commanded": dict(zip(names.ACTION_NAMES, self.commanded.tolist(), strict=True)),
+            "rejected_commands": self.rejected_commands,
+            "cmd_age_s": self.cmd_age_s,
+            "sensor_ages_s": dict(self.sensor_ages_s),
+        }
 
 
 class SafetySupervisor:
@@ -56,15 +83,14 @@ class SafetySupervisor:
         self.latch = EmergencyStopLatch(config.trigger_hold)
         self.checker = CollisionChecker(config.robot_radius, config.collision_threshold,
                                         config.prediction_horizon, config.prediction_steps)
-        self._cmd_watchdog = Watchdog("cmd_vel_vla", config.cmd_timeout)
-        self.sensors = {name: Watchdog(name, config.sensor_timeout) for name in ("scan", "velodyne_points", "odom")}
+        self._cmd_watchdog = Watchdog(names.CMD_VEL_VLA, config.cmd_timeout)
+        self.sensors = {name: Watchdog(name, config.sensor_timeout) for name in SENSORS}
         self._obstacles: dict[str, np.ndarray] = {}
         self._requested = ZERO_TWIST.copy()
         self.rejection: str | None = None
         self.rejected_commands = 0
-        self._last_step_s: float | None = None
-        self._last_level: int | None = None
-        self._last_reason = ""
+        self._last_output_s: float | None = None
+        self._last_level: SafetyState | None = None
 
     # ------------------------------------------------------------------ inputs
     def set_command(self, twist: np.ndarray, now_s: float) -> bool:
@@ -77,22 +103,34 @@ class SafetySupervisor:
             self.rejected_commands += 1
             self.rejection = str(exc)
             raw = np.asarray(twist, dtype=np.float64).reshape(-1)
-            self._requested = raw if raw.shape == (6,) else ZERO_TWIST.copy()
+            self._requested = raw if raw.shape == ZERO_TWIST.shape else ZERO_TWIST.copy()
             return False
         self.rejection = None
         return True
 
-    def set_obstacles(self, sensor: str, points_xy: np.ndarray, now_s: float) -> None:
-        """Replaces one sensor's base-frame obstacle points [N, 2]."""
-        self._obstacles[sensor] = points_xy
-        self.sensors[sensor].feed(now_s)
+    def obstacle_points(self, sensor: str, points: np.ndarray) -> np.ndarray:
+        """One message's points in its sensor frame ([N, 2] scan, [N, 3] cloud) reduced to the base-frame
+        points [M, 2] that can limit a command: within `crop_radius`, the cloud's between the obstacle
+        heights, voxel-thinned. Reads only the config, so a caller may run it outside its lock."""
+        cfg = self.config
+        if sensor == names.SCAN:
+            return reduce_points(points, cfg.scan_pose, cfg.crop_radius, cfg.voxel_size, cfg.max_obstacle_points)
+        if sensor == names.POINTS:
+            return reduce_points(points, cfg.cloud_pose, cfg.crop_radius, cfg.voxel_size, cfg.max_obstacle_points,
+                                 (cfg.obstacle_min_height, cfg.obstacle_max_height))
+        raise ValueError(f"{sensor} carries no obstacle points")
 
-    def note_sensor(self, sensor: str, now_s: float) -> None:
-        """Records that a sensor without obstacle points (odom) is alive."""
-        self.sensors[sensor].feed(now_s)
+    def set_obstacles(self, sensor: str, points_xy: np.ndarray, data_s: float) -> None:
+        """Replaces one sensor's base-frame obstacle points [N, 2], describing time `data_s`."""
+        self._obstacles[sensor] = points_xy
+        self.sensors[sensor].feed(data_s)
+
+    def note_sensor(self, sensor: str, data_s: float) -> None:
+        """Records that a sensor without obstacle points (odom) is alive at time `data_s`."""
+        self.sensors[sensor].feed(data_s)
 
     def trigger_estop(self, now_s: float, cause: str, signal: bool = False) -> bool:
-        """Latches the e-stop; True when newly latched (the caller then publishes a zero at once)."""
+        """Latches the e-stop; True when newly latched (the caller then outputs at once)."""
         newly = self.latch.trigger(now_s, cause, signal)
         if newly:
             self._limiter.reset()
@@ -110,21 +148,25 @@ class SafetySupervisor:
             self._limiter.reset()
         return ok, message
 
+    # ------------------------------------------------------------------ timing
+    def until_output_s(self, now_s: float) -> float:
+        """Seconds until the least output rate needs the next output (<= 0: due now).
+
+        Counted from the last output of any kind, so an output forwarded for a command pushes the next
+        one back: the rate never falls below `output_rate`, and no output follows another by less
+        than a period unless a command or an e-stop asked for it.
+        """
+        if self._last_output_s is None or now_s < self._last_output_s:
+            return 0.0
+        return self._last_output_s + self.config.output_period_s - now_s
+
     # ------------------------------------------------------------------ decision
-    def _points(self, now_s: float) -> np.ndarray:
-        fresh = [p for name, p in self._obstacles.items() if not self.sensors[name].expired(now_s)]
-        if not fresh:
-            return np.zeros((0, 2))
-        return fresh[0] if len(fresh) == 1 else np.concatenate(fresh)
-
-    def _stale_sensor_reasons(self, now_s: float) -> list[str]:
-        return [self.sensors[s].describe(now_s) for s in self.config.required_sensors
-                if self.sensors[s].expired(now_s)]
-
     def step(self, now_s: float) -> Decision:
-        """Decides the twist for this tick (acceleration-limited from the previous tick's output)."""
-        dt = 1.0 / self.config.output_rate if self._last_step_s is None else now_s - self._last_step_s
-        self._last_step_s = now_s
+        """Decides the twist to output now; speeding up is limited by the time since the last output."""
+        if self._last_output_s is not None and now_s < self._last_output_s:
+            self._restart(now_s)
+        dt = self.config.output_period_s if self._last_output_s is None else now_s - self._last_output_s
+        self._last_output_s = now_s
         d = Decision(level=OK, reason="", commanded=ZERO_TWIST.copy(), requested=self._requested.copy(),
                      emergency_stop=self.latch.latched, rejected_commands=self.rejected_commands,
                      cmd_age_s=self._cmd_watchdog.age(now_s),
@@ -141,7 +183,31 @@ class SafetySupervisor:
         self._log_transition(d)
         return d
 
-    def _target(self, now_s: float, points: np.ndarray, d: Decision) -> tuple[np.ndarray, int, str]:
+    def _restart(self, now_s: float) -> None:
+        """The clock went back (a simulator restarted, a bag looped): every age is unknown, so the robot
+        stops until each input arrives again on the new timeline."""
+        LOG.warning("clock moved back %.3f s: forgetting commands and sensors", self._last_output_s - now_s)
+        self._cmd_watchdog.forget()
+        for watchdog in self.sensors.values():
+            watchdog.forget()
+        self._obstacles.clear()
+        self._requested = ZERO_TWIST.copy()
+        self.rejection = None
+        self.latch.forget_signal()  # the latch itself holds: only a reset clears it
+        self._limiter.reset()
+        self._last_output_s = None
+
+    def _points(self, now_s: float) -> np.ndarray:
+        fresh = [p for name, p in self._obstacles.items() if not self.sensors[name].expired(now_s)]
+        if not fresh:
+            return np.zeros((0, 2))
+        return fresh[0] if len(fresh) == 1 else np.concatenate(fresh)
+
+    def _stale_sensor_reasons(self, now_s: float) -> list[str]:
+        return [self.sensors[s].describe(now_s) for s in self.config.required_sensors
+                if self.sensors[s].expired(now_s)]
+
+    def _target(self, now_s: float, points: np.ndarray, d: Decision) -> tuple[np.ndarray, SafetyState, str]:
         if self.latch.latched:
             return ZERO_TWIST, EMERGENCY_STOP, f"emergency stop latched: {self.latch.cause}"
         stale = self._stale_sensor_reasons(now_s)
@@ -158,21 +224,21 @@ class SafetySupervisor:
         choice = self.checker.safest((twist[0], twist[1], twist[5]), points)
         d.speed_scale = choice.scale
         d.limiting_obstacle = choice.limiting_point
-        if choice.kind != "request":
+        if choice.kind is not Choice.REQUEST:
             px, py = choice.limiting_point
             where = f"obstacle at ({px:.2f}, {py:.2f}) m in {self.config.base_frame}"
-            if choice.kind == "scaled":
+            if choice.kind is Choice.SCALED:
                 twist = twist * choice.scale
                 reasons.append(f"collision avoidance: speed scaled to {choice.scale:.2f} for {where}")
-            elif choice.kind == "slide":
+            elif choice.kind is Choice.SLIDE:
                 vx, vy, wz = choice.twist
                 twist = np.array([vx, vy, twist[2], twist[3], twist[4], wz]) * choice.scale
                 reasons.append(f"collision avoidance: sliding along {where}: approach component removed, "
                                f"scale {choice.scale:.2f}")
-            elif choice.kind == "turn" or np.any(twist[3:] != 0.0):
+            elif choice.kind is Choice.TURN:
                 twist = np.concatenate([np.zeros(3), twist[3:]])
                 reasons.append(f"collision avoidance: no safe linear motion ({where}), turning in place only")
-            else:
+            else:  # a stop is all zeros, whatever else the request held
                 return ZERO_TWIST, STOPPED, f"collision avoidance: no safe motion, {where}"
         return twist, (LIMITED if reasons else OK), "; ".join(reasons)
 
@@ -192,6 +258,6 @@ class SafetySupervisor:
     def _log_transition(self, d: Decision) -> None:
         if d.level != self._last_level:
             log = LOG.info if d.level <= LIMITED else LOG.warning
-            log("safety status %s -> %s%s", LEVEL_NAMES[self._last_level] if self._last_level is not None else "-",
+            log("safety status %s -> %s%s", self._last_level.name if self._last_level is not None else "-",
                 d.status, f": {d.reason}" if d.reason else "")
             self._last_level = d.level

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from vla_safety.config import SafetyConfig
 from vla_safety.limits import AccelerationLimiter, CommandRejectedError, check_command, clamp_axes
+from vla_safety.watchdog import StaleDataError, data_time
 
 CFG = SafetyConfig()
 LIMITS = np.array(CFG.axis_limits)
@@ -53,3 +54,13 @@ def test_sign_reversal_brakes_to_zero_then_accelerates():
     lim.last = np.array([0.8, 0, 0, 0, 0, 0])
     out = lim.step(np.array([-0.8, 0, 0, 0, 0, 0]), 0.05)
     assert out[0] == pytest.approx(-0.1)
+
+
+def test_data_time_is_the_stamp_and_refuses_stale_or_future_stamps():
+    assert data_time(0.0, 50.0, 0.5) == 50.0  # unstamped: counts from receipt
+    assert data_time(49.8, 50.0, 0.5) == 49.8
+    assert data_time(50.2, 50.0, 0.5) == 50.0  # a small clock offset counts as now
+    with pytest.raises(StaleDataError, match=r"stamp is 0.60 s old"):
+        data_time(49.4, 50.0, 0.5)
+    with pytest.raises(StaleDataError, match="ahead"):
+        data_time(60.0, 50.0, 0.5)

@@ -1,10 +1,15 @@
+import itertools
 import math
 
 import numpy as np
 import pytest
+from vla_monitoring.config import build_config
+from vla_msgs.states import SafetyState
 from vla_safety.collision import reduce_points
 from vla_safety.config import SafetyConfig
 from vla_safety.supervisor import EMERGENCY_STOP, LIMITED, OK, STOPPED, SafetySupervisor
+
+from vla_msgs import json_forms
 
 
 def twist(vx=0.0, vy=0.0, wz=0.0):
@@ -19,7 +24,7 @@ class Rig:
     """A supervisor with an injected clock and live sensors."""
 
     def __init__(self, **overrides):
-        self.cfg = SafetyConfig(**overrides).validate()
+        self.cfg = build_config(SafetyConfig, overrides)
         self.sup = SafetySupervisor(self.cfg)
         self.t = 100.0
         self.points = FAR
@@ -248,3 +253,88 @@ def test_accelerating_output_is_checked_on_its_own():
     wall = line((-2.0, 0.795), (30.0, 0.795))
     _, min_clearance, _ = drive(rig, wall, twist(0.85, 0.0, 0.715), seconds=1.0)
     assert min_clearance >= rig.cfg.collision_threshold - 0.01
+
+
+def test_a_stop_is_all_zeros_whatever_else_the_request_held():
+    """Nothing safe ahead and no turn asked for: the request's linear.z, angular.x and angular.y go too."""
+    rig = Rig()
+    rig.points = np.array([[0.65, 0.0]])
+    d = rig.run(np.array([0.5, 0.0, 0.3, 0.3, -0.2, 0.0]))
+    assert d.level is SafetyState.STOPPED and "no safe motion" in d.reason
+    assert not d.commanded.any(), d.commanded
+    d = rig.run(np.array([0.5, 0.0, 0.3, 0.3, -0.2, 0.8]))
+    assert d.level is SafetyState.LIMITED and "turning in place" in d.reason
+    assert not d.commanded[:3].any() and d.commanded[5] == pytest.approx(0.8)
+
+
+def test_a_command_is_decided_when_it_arrives_and_pushes_the_next_output_back():
+    rig = Rig()
+    rig.run(twist(0.5))
+    t_last = rig.t
+    period = rig.cfg.output_period_s
+    assert rig.sup.until_output_s(t_last + 0.01) == pytest.approx(period - 0.01)
+    t_cmd = t_last + 0.013  # between two outputs of the least rate
+    rig.sup.set_command(twist(0.2), t_cmd)
+    d = rig.sup.step(t_cmd)
+    assert d.commanded[0] == pytest.approx(0.2)  # slowing down is forwarded at once
+    # the output the least rate owed at t_last + period is not due any more: no second output so soon
+    assert rig.sup.until_output_s(t_last + period) == pytest.approx(0.013)
+    assert rig.sup.until_output_s(t_cmd + period) <= 0.0
+
+
+def test_irregular_outputs_keep_the_acceleration_limits_and_the_least_rate():
+    """Commands at ~10 Hz with jitter, outputs for each and whenever the 20 Hz least rate is due (the
+    node's two paths): speeding up per output stays within max accel x time since the previous one."""
+    rig = Rig()
+    rng = np.random.default_rng(7)
+    period = rig.cfg.output_period_s
+    rate = np.array([rig.cfg.max_linear_accel] * 3 + [rig.cfg.max_angular_accel] * 3)
+    t, next_cmd = 100.0, 100.0
+    outputs = []  # (time, commanded)
+    while t < 106.0:
+        t = min(t + max(rig.sup.until_output_s(t), 0.0), next_cmd)
+        rig.t = t
+        rig.sensors()
+        if t == next_cmd:  # a command arrives: decided at once
+            rig.sup.set_command(np.array([rng.uniform(-1, 1), rng.uniform(-0.5, 0.5), 0, 0, 0,
+                                          rng.uniform(-1, 1)]), t)
+            next_cmd = t + 0.1 + rng.uniform(-0.03, 0.03)
+        outputs.append((t, rig.sup.step(t).commanded))
+    times = np.array([o[0] for o in outputs])
+    assert np.diff(times).max() <= period + 1e-9  # never less than the least rate
+    assert 19.0 < len(outputs) / 6.0 < 31.0  # the least rate plus some outputs for commands
+    for (t0, prev), (t1, out) in itertools.pairwise(outputs):
+        same_sign = np.sign(out) * np.sign(prev) >= 0
+        speed_up = np.where(same_sign, np.abs(out) - np.abs(prev), np.abs(out))
+        assert np.all(speed_up <= rate * (t1 - t0) + 1e-9), (t0, t1, prev, out)
+
+
+def test_a_clock_that_goes_back_forgets_every_input_and_stops():
+    """A simulator restarting its /clock: ages from the old timeline would look fresh for a long time."""
+    rig = Rig()
+    d = rig.run(twist(0.5))
+    assert d.level is SafetyState.OK and d.commanded[0] > 0
+    rig.sup.trigger_estop(rig.t, "test", signal=True)
+    rig.t -= 50.0
+    d = rig.sup.step(rig.t)
+    assert d.level is SafetyState.EMERGENCY_STOP and not d.commanded.any()
+    rig.sensors()
+    ok, message = rig.sup.reset(rig.t)  # the trigger's hold from the old timeline does not block
+    assert ok, message
+    d = rig.sup.step(rig.t)
+    assert d.level is SafetyState.STOPPED and "no cmd_vel_vla received yet" in d.reason
+    rig.t -= 1.0
+    d = rig.sup.step(rig.t)
+    assert "no scan received yet" in d.reason and not d.commanded.any()
+
+
+def test_the_decision_is_the_vla_safety_status_form():
+    rig = Rig()
+    rig.run(twist(0.5))
+    d = rig.tick(cmd=twist(math.nan))
+    doc = json_forms.SAFETY_STATUS.parse(json_forms.SAFETY_STATUS.build(timestamp=rig.t, robot_id="r",
+                                                                         **d.fields()))
+    assert doc["status"] == "STOPPED" and doc["emergency_stop"] is False and "non-finite" in doc["reason"]
+    assert doc["requested"]["linear.x"] is None and doc["requested"]["angular.z"] == 0.0  # JSON has no NaN
+    assert doc["commanded"] == {name: 0.0 for name in doc["commanded"]} and len(doc["commanded"]) == 6
+    assert doc["sensor_ages_s"]["odom"] is None and doc["cmd_age_s"] == 0.0
