@@ -23,13 +23,13 @@ class LatchResetTest(unittest.TestCase):
         trigger_srv = rospy.ServiceProxy(names.SAFETY_TRIGGER_ESTOP, Trigger)
         h.command = h.twist(0.3)
         h.wait(h.moving, 10, "the robot moving")
-        self.assertIs(h.estop, False)
+        h.wait(lambda: h.estop is False, 2, "emergency_stop false")
 
         triggered_s = rospy.get_time()
         h.trigger_pub.publish(Bool(data=True))
         h.wait_status("EMERGENCY_STOP", names.EMERGENCY_STOP_TRIGGER)
         h.wait(lambda: h.estop is True, 2, "emergency_stop true")
-        self.assertTrue(h.stopped())
+        h.wait(h.stopped, 1, "a zero cmd_vel")
 
         # false does not clear; a reset right after the trigger is refused with the reason
         h.trigger_pub.publish(Bool(data=False))
@@ -50,7 +50,7 @@ class LatchResetTest(unittest.TestCase):
         self.assertGreaterEqual(rospy.get_time() - triggered_s, hold_s)
         self.assertIn("inside collision_threshold", message)
         self.assertEqual(h.status["status"], "EMERGENCY_STOP")  # a false on the trigger cleared nothing
-        self.assertTrue(h.stopped())
+        h.wait(h.stopped, 1, "a zero cmd_vel")
 
         h.scan_ranges = wall_scan_ranges(None)
         h.wait(lambda: h.status["nearest_obstacle_m"] == -1.0, 2, "the wall gone from the status")
@@ -63,7 +63,7 @@ class LatchResetTest(unittest.TestCase):
         # the service latches too, and its reset has no hold
         self.assertTrue(trigger_srv().success)
         h.wait_status("EMERGENCY_STOP", "service")
-        self.assertTrue(h.stopped())
+        h.wait(h.stopped, 1, "a zero cmd_vel")
         self.assertTrue(reset().success)
         h.wait(h.moving, 3, "the robot moving after the service's reset")
 

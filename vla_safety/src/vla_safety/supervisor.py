@@ -90,6 +90,7 @@ class SafetySupervisor:
         self.rejection: str | None = None
         self.rejected_commands = 0
         self._last_output_s: float | None = None
+        self._due_s: float | None = None  # when the least output rate needs the next output
         self._last_level: SafetyState | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -152,13 +153,23 @@ class SafetySupervisor:
     def until_output_s(self, now_s: float) -> float:
         """Seconds until the least output rate needs the next output (<= 0: due now).
 
-        Counted from the last output of any kind, so an output forwarded for a command pushes the next
-        one back: the rate never falls below `output_rate`, and no output follows another by less
-        than a period unless a command or an e-stop asked for it.
+        An output forwarded early (for a command or an e-stop) pushes the next one back a whole period,
+        so no output follows another by less than a period unless a command asked for it. An output on
+        schedule sets the next one a period after the time it was due, not after the time it went out:
+        a caller that wakes late (a simulated clock that advances in steps) keeps the rate on average.
         """
-        if self._last_output_s is None or now_s < self._last_output_s:
+        if self._due_s is None or (self._last_output_s is not None and now_s < self._last_output_s):
             return 0.0
-        return self._last_output_s + self.config.output_period_s - now_s
+        return self._due_s - now_s
+
+    def _schedule(self, now_s: float) -> None:
+        period = self.config.output_period_s
+        if self._due_s is not None and now_s < self._due_s:  # early: a command or an e-stop asked for it
+            self._due_s = now_s + period
+        elif self._due_s is not None and self._due_s + period > now_s:  # on schedule, or a little late
+            self._due_s += period
+        else:  # the first output, or a stall of more than a period: start afresh rather than catch up
+            self._due_s = now_s + period
 
     # ------------------------------------------------------------------ decision
     def step(self, now_s: float) -> Decision:
@@ -167,6 +178,7 @@ class SafetySupervisor:
             self._restart(now_s)
         dt = self.config.output_period_s if self._last_output_s is None else now_s - self._last_output_s
         self._last_output_s = now_s
+        self._schedule(now_s)
         d = Decision(level=OK, reason="", commanded=ZERO_TWIST.copy(), requested=self._requested.copy(),
                      emergency_stop=self.latch.latched, rejected_commands=self.rejected_commands,
                      cmd_age_s=self._cmd_watchdog.age(now_s),
@@ -195,7 +207,7 @@ class SafetySupervisor:
         self.rejection = None
         self.latch.forget_signal()  # the latch itself holds: only a reset clears it
         self._limiter.reset()
-        self._last_output_s = None
+        self._last_output_s = self._due_s = None
 
     def _points(self, now_s: float) -> np.ndarray:
         fresh = [p for name, p in self._obstacles.items() if not self.sensors[name].expired(now_s)]

@@ -338,3 +338,20 @@ def test_the_decision_is_the_vla_safety_status_form():
     assert doc["requested"]["linear.x"] is None and doc["requested"]["angular.z"] == 0.0  # JSON has no NaN
     assert doc["commanded"] == {name: 0.0 for name in doc["commanded"]} and len(doc["commanded"]) == 6
     assert doc["sensor_ages_s"]["odom"] is None and doc["cmd_age_s"] == 0.0
+
+
+def test_a_clock_that_advances_in_steps_keeps_the_least_rate_on_average():
+    """Simulated time from /clock moves in steps (here 20 ms), so the output loop wakes late for a 50 ms
+    period; the next output is due a period after the last one was due, not after it went out."""
+    rig = Rig()
+    rig.sup.set_command(twist(0.2), rig.t)
+    clock_ticks = 100.0 + np.arange(0, 10.0, 0.02)
+    outputs = 0
+    for now in clock_ticks:
+        rig.t = now
+        rig.sensors()
+        rig.sup.set_command(twist(0.2), now)  # feeds the watchdog only: no output for it here
+        if rig.sup.until_output_s(now) <= 1e-9:
+            rig.sup.step(now)
+            outputs += 1
+    assert outputs == pytest.approx(10.0 * rig.cfg.output_rate, abs=2)
