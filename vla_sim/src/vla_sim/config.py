@@ -1,119 +1,53 @@
-"""The simulator node's typed configuration and its single validation function (no ROS).
+"""sim_node's typed configuration, on the suite's config idiom (vla_monitoring.config), no ROS.
 
-config/sim.yaml mirrors `SimNodeConfig` field by field; the `world` mapping mirrors `WorldConfig`.
+config/sim.yaml mirrors `SimNodeConfig` field by field; its `world` mapping mirrors `WorldConfig`
+(`~world/room_size_m`). These dataclass defaults are the defaults: tests set only what they need.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from vla_sim.world import WorldConfig, WorldError
+from vla_monitoring.config import ConfigError, param
 
-_ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+from vla_sim.scene import WorldConfig
+from vla_sim.world import MAX_ROBOTS
 
-
-class ConfigError(ValueError):
-    """A parameter outside its allowed range; `param` names it as the node sees it (`~name`)."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(f"~{param}: {message}")
-        self.param = param
+ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Streams published on a schedule in simulated time, with the field that sets each one's rate.
+STREAM_RATES = {"camera": "camera_rate_hz", "scan": "lidar_rate_hz", "cloud": "cloud_rate_hz",
+                "odom": "odom_rate_hz", "battery": "battery_rate_hz", "state": "state_rate_hz"}
 
 
 @dataclass
 class SimNodeConfig:
-    robots: list[str] = field(default_factory=lambda: ["robot_1"])
-    seed: int = 0
-    physics_rate_hz: float = 100.0
-    camera_rate_hz: float = 30.0
-    lidar_rate_hz: float = 10.0
-    cloud_rate_hz: float = 10.0
-    odom_rate_hz: float = 50.0
-    battery_rate_hz: float = 1.0
-    state_rate_hz: float = 10.0
-    cmd_timeout_s: float = 0.5
-    realtime_warn_factor: float = 0.9
-    world: WorldConfig = field(default_factory=WorldConfig)
+    robots: list[str] = param(["robot_1"], items=str, nonempty=True, min_length=1, max_length=MAX_ROBOTS,
+                              help="robot ids; one robot: topics in the root namespace, several: under <id>/")
+    seed: int = param(0, lo=0, hi=2**63 - 1, help="layout seed of the world; sim/reset draws a new one")
+    real_time_factor: float = param(1.0, lo=0.1, hi=10.0,
+                                    help="simulated seconds per wall second (0.5: half speed); /clock follows it")
+    physics_rate_hz: float = param(100.0, lo=1.0, hi=1000.0, help="physics steps per simulated second")
+    camera_rate_hz: float = param(30.0, lo=0.1, hi=1000.0, help="camera/rgb/image_raw, per simulated second")
+    lidar_rate_hz: float = param(10.0, lo=0.1, hi=1000.0, help="scan")
+    cloud_rate_hz: float = param(10.0, lo=0.1, hi=1000.0, help="velodyne_points")
+    odom_rate_hz: float = param(50.0, lo=0.1, hi=1000.0, help="odom and its TF")
+    battery_rate_hz: float = param(1.0, lo=0.1, hi=1000.0, help="battery_state")
+    state_rate_hz: float = param(10.0, lo=0.1, hi=1000.0, help="sim/state")
+    cmd_timeout_s: float = param(0.5, lo=0.05, hi=60.0,
+                                 help="a robot with no cmd_vel for this long (simulated) is stopped [s]")
+    realtime_warn_factor: float = param(0.9, lo=0.1, hi=1.0,
+                                        help="diagnostics warn below this fraction of real_time_factor")
+    world: WorldConfig = param(WorldConfig(), help="the world's tunables (vla_sim.scene.WorldConfig)")
 
-
-_RATES = ("physics_rate_hz", "camera_rate_hz", "lidar_rate_hz", "cloud_rate_hz", "odom_rate_hz",
-          "battery_rate_hz", "state_rate_hz")
-
-
-def build_config(params: dict[str, Any]) -> SimNodeConfig:
-    """Builds and validates the config from the node's private parameters; raises ConfigError."""
-    cfg = SimNodeConfig()
-    known = {f.name for f in dataclasses.fields(SimNodeConfig)}
-    for name, value in params.items():
-        if name not in known:
-            continue  # launch files may set unrelated private params
-        if name == "world":
-            cfg.world = _build_world(value)
-        else:
-            setattr(cfg, name, value)
-    robots = cfg.robots
-    if isinstance(robots, str):
-        robots = [robots]
-    if not isinstance(robots, list) or not 1 <= len(robots) <= 16:
-        raise ConfigError("robots", f"must be a list of 1..16 robot ids, got {cfg.robots!r}")
-    for rid in robots:
-        if not isinstance(rid, str) or not _ROBOT_ID.match(rid):
-            raise ConfigError("robots", f"robot id {rid!r} must match {_ROBOT_ID.pattern}")
-    if len(set(robots)) != len(robots):
-        raise ConfigError("robots", f"robot ids must be unique, got {robots}")
-    cfg.robots = list(robots)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**63:
-        raise ConfigError("seed", f"must be an integer in [0, 2^63), got {cfg.seed!r}")
-    for name in _RATES:
-        value = _number(name, getattr(cfg, name))
-        if not 0.1 <= value <= 1000.0:
-            raise ConfigError(name, f"must be in [0.1, 1000] Hz, got {value}")
-        setattr(cfg, name, value)
-    for name in ("camera_rate_hz", "lidar_rate_hz", "cloud_rate_hz", "odom_rate_hz", "state_rate_hz"):
-        if getattr(cfg, name) > cfg.physics_rate_hz:
-            raise ConfigError(name, f"must not exceed physics_rate_hz ({cfg.physics_rate_hz})")
-    cfg.cmd_timeout_s = _number("cmd_timeout_s", cfg.cmd_timeout_s)
-    if not 0.05 <= cfg.cmd_timeout_s <= 60.0:
-        raise ConfigError("cmd_timeout_s", f"must be in [0.05, 60] s, got {cfg.cmd_timeout_s}")
-    cfg.realtime_warn_factor = _number("realtime_warn_factor", cfg.realtime_warn_factor)
-    if not 0.1 <= cfg.realtime_warn_factor <= 1.0:
-        raise ConfigError("realtime_warn_factor", f"must be in [0.1, 1], got {cfg.realtime_warn_factor}")
-    return cfg
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(name, f"must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _build_world(values: Any) -> WorldConfig:
-    if not isinstance(values, dict):
-        raise ConfigError("world", f"must be a mapping of world parameters, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(WorldConfig)}
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        if name not in fields:
-            raise ConfigError(f"world/{name}", f"unknown world parameter; known: {', '.join(sorted(fields))}")
-        default = getattr(WorldConfig(), name)
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
-                raise ConfigError(f"world/{name}", f"must be a list of numbers, got {value!r}")
-            value = tuple(float(v) for v in value)
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"world/{name}", f"must be an integer, got {value!r}")
-        else:
-            value = _number(f"world/{name}", value)
-        kwargs[name] = value
-    world = WorldConfig(**kwargs)
-    try:
-        world.validate()
-    except WorldError as exc:
-        param = str(exc).split(" ", 1)[0]
-        raise ConfigError(f"world/{param}", str(exc)) from None
-    return world
+    def check(self) -> None:
+        """Robot ids usable as namespaces and frame prefixes; no stream faster than physics."""
+        for rid in self.robots:
+            if not ROBOT_ID.match(rid):
+                raise ConfigError(f"~robots: robot id {rid!r} must match {ROBOT_ID.pattern}")
+        if len(set(self.robots)) != len(self.robots):
+            raise ConfigError(f"~robots: robot ids must be unique, got {self.robots}")
+        for name in STREAM_RATES.values():
+            if getattr(self, name) > self.physics_rate_hz:
+                raise ConfigError(f"~{name} must not exceed ~physics_rate_hz ({self.physics_rate_hz:g}), "
+                                  f"got {getattr(self, name):g}")

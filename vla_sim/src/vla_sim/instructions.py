@@ -1,4 +1,5 @@
-"""Task instructions: the phrasings used in training, the held-out paraphrases, and the text → target resolver.
+"""Task instructions: the phrasings used in training, the held-out paraphrases, the text → target resolver,
+and how a `task_command` payload (vla_msgs' one grammar) sets a simulated robot's target.
 
 Training draws from TEMPLATES x SYNONYMS. The held-out paraphrases (data/paraphrases_unseen.json)
 use verbs and object words that appear in neither, so evaluating on them measures language
@@ -12,11 +13,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+from vla_msgs.tasks import TaskCommand, TaskRejectedError, parse_task_command
 
-from vla_sim.world import TARGET_NAMES
-
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
-UNSEEN_PARAPHRASES_FILE = DATA_DIR / "paraphrases_unseen.json"
+from vla_sim import resources
+from vla_sim.world import TARGET_NAMES, World
 
 TEMPLATES: tuple[str, ...] = (
     "go to the {}",
@@ -75,7 +75,7 @@ def load_instructions(path: str | Path) -> dict[str, list[str]]:
 
 
 def unseen_instructions() -> dict[str, list[str]]:
-    return load_instructions(UNSEEN_PARAPHRASES_FILE)
+    return load_instructions(resources.data_path(resources.UNSEEN_PARAPHRASES_FILE))
 
 
 def sample_instruction(rng: np.random.Generator, table: dict[str, list[str]]) -> tuple[str, str]:
@@ -84,14 +84,6 @@ def sample_instruction(rng: np.random.Generator, table: dict[str, list[str]]) ->
     target = names[int(rng.integers(len(names)))]
     options = table[target]
     return target, options[int(rng.integers(len(options)))]
-
-
-STOP_WORDS = frozenset({"stop", "standby", "halt", "idle"})
-
-
-def is_stop(text: str) -> bool:
-    """True for the commands that idle a robot (`stop`, `standby`)."""
-    return text.strip().lower().strip(".! ") in STOP_WORDS
 
 
 def resolve_target(text: str) -> str | None:
@@ -106,3 +98,18 @@ def resolve_target(text: str) -> str | None:
     best = max(scores.values())
     winners = [t for t, s in scores.items() if s == best]
     return winners[0] if best > 0 and len(winners) == 1 else None
+
+
+def apply_task_command(world: World, robot_id: str, payload: str | bytes) -> TaskCommand:
+    """Parses one task_command payload and sets the robot's task: an idle word (`standby`, `Stop.`,
+    `halt`) clears it, as it idles the policy; any other instruction becomes the task text with the
+    target it names (None when unclear). Raises TaskRejectedError, the world untouched, for a payload
+    the grammar refuses or a JSON task addressed to another robot."""
+    command = parse_task_command(payload)
+    if command.robot_id and command.robot_id != robot_id:
+        raise TaskRejectedError(f"task for robot {command.robot_id!r} arrived on {robot_id}'s task_command")
+    if command.idle:
+        world.set_target(robot_id, None, None)
+    else:
+        world.set_target(robot_id, resolve_target(command.description), command.description)
+    return command

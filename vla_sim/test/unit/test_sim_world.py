@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from vla_monitoring.config import ConfigError
 from vla_sim.world import REACHED_DISTANCE_M, TARGET_NAMES, World, WorldConfig, WorldError
 
 
@@ -12,7 +13,7 @@ def empty_world(**kwargs) -> World:
     w = World(["r"], seed=0, config=WorldConfig(num_obstacles=0, **kwargs))
     for i, o in enumerate(w.objects):  # park the targets along the far +y wall
         o.x, o.y = -3.0 + 2.0 * i, 3.2
-    w._rebuild_primitives()
+    w.rebuild_solids()
     rb = w.robot("r")
     rb.x, rb.y, rb.yaw = 0.0, 0.0, 0.0
     return w
@@ -79,7 +80,7 @@ def test_robots_do_not_overlap():
     b.x, b.y, b.yaw = 1.0, 0.0, math.pi
     for o in w.objects:
         o.y = 3.3
-    w._rebuild_primitives()
+    w.rebuild_solids()
     w.set_twist("a", 0.8, 0, 0)
     w.set_twist("b", 0.8, 0, 0)
     for _ in range(40):
@@ -117,8 +118,10 @@ def test_unknown_ids_and_bad_arguments_raise_clear_errors():
         w.step(float("nan"))
     with pytest.raises(WorldError):
         World([], seed=0)
-    with pytest.raises(WorldError, match="robot_radius_m"):
+    with pytest.raises(ConfigError, match=r"~robot_radius_m must be in \[0.05, 0.5\]"):
         World(["r"], config=WorldConfig(robot_radius_m=-1))
+    with pytest.raises(ConfigError, match="~cloud_rings_deg must hold at least 1 items"):
+        World(["r"], config=WorldConfig(cloud_rings_deg=[]))
 
 
 def test_lidar_matches_wall_geometry():
@@ -138,7 +141,7 @@ def test_lidar_sees_an_object_at_its_distance():
     w = empty_world()
     ball = w.object("blue ball")
     ball.x, ball.y = 2.0, 0.0
-    w._rebuild_primitives()
+    w.rebuild_solids()
     ranges = w.lidar("r")
     assert ranges[0] == pytest.approx(2.0 - ball.size_m, abs=1e-6)
     assert w.distance_to_target("r") is None
@@ -151,7 +154,7 @@ def test_lidar_range_limits_give_inf():
     w = empty_world(room_size_m=20.0)
     for o in w.objects:
         o.x, o.y = 9.0, 9.0  # in a far corner, 12.7 m away
-    w._rebuild_primitives()
+    w.rebuild_solids()
     assert np.isinf(w.lidar("r")).all()  # every wall is 10 m away, beyond the 8 m maximum
 
 
@@ -159,7 +162,7 @@ def test_camera_shows_target_colour_where_it_is():
     w = empty_world()
     cube = w.object("red cube")
     cube.x, cube.y = 2.0, 0.0
-    w._rebuild_primitives()
+    w.rebuild_solids()
     img = w.camera("r").astype(int)
     assert img.shape == (96, 96, 3)
     centre = img[50:56, 46:50]
@@ -175,7 +178,7 @@ def test_camera_left_right_and_other_robots_visible():
     w = World(["r", "other"], seed=0, config=WorldConfig(num_obstacles=0))
     for i, o in enumerate(w.objects):
         o.x, o.y = -3.0 + 2.0 * i, 3.2
-    w._rebuild_primitives()
+    w.rebuild_solids()
     r, other = w.robot("r"), w.robot("other")
     r.x, r.y, r.yaw = 0.0, -2.0, 0.0
     other.x, other.y = 1.5, -1.3  # ahead and to the left
@@ -190,7 +193,7 @@ def test_cone_tapers_and_cube_is_flat():
     cone, cube = w.object("yellow cone"), w.object("red cube")
     cone.x, cone.y = 2.0, 0.6
     cube.x, cube.y = 2.0, -0.6
-    w._rebuild_primitives()
+    w.rebuild_solids()
     img = w.camera("r").astype(int)
     yellow = (img[..., 0] > 150) & (img[..., 1] > 120) & (img[..., 2] < 80)
     red = (img[..., 0] > 150) & (img[..., 1] < 80)
@@ -227,6 +230,21 @@ def test_battery_drains_with_motion_and_charges_at_dock():
     assert w.robot("r").battery > moving
 
 
+def test_docked_is_where_the_battery_charges():
+    w = empty_world()
+    rb = w.robot("r")
+    assert not w.docked("r")
+    rb.x, rb.y = w.dock_xy[0] + w.config.dock_radius_m - 0.01, w.dock_xy[1]
+    assert w.docked("r")
+    rb.battery = 0.5
+    w.step(0.1)
+    assert rb.battery > 0.5
+    rb.x += 0.02  # just off the dock
+    assert not w.docked("r")
+    w.step(0.1)
+    assert rb.battery < 0.5 + w.config.battery_charge_per_s * 0.1
+
+
 def test_snapshot_restore():
     w = World(["r"], seed=2)
     snap = w.snapshot()
@@ -242,7 +260,7 @@ def test_state_reports_reached():
     w = empty_world()
     ball = w.object("blue ball")
     ball.x, ball.y = 0.2 + ball.size_m + REACHED_DISTANCE_M - 0.05, 0.0
-    w._rebuild_primitives()
+    w.rebuild_solids()
     w.set_target("r", "blue ball", task="go to the blue ball")
     s = w.state()["robots"]["r"]
     assert s["reached"] and s["target"] == "blue ball" and s["task"] == "go to the blue ball"

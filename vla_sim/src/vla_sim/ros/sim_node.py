@@ -1,153 +1,123 @@
-"""The simulator's ROS node: steps a `World` in real time and publishes every robot's sensors.
+"""The simulator's ROS node: the clock source. It steps a `Simulation` on wall time scaled by
+`~real_time_factor`, publishes the simulated time on /clock and every robot's sensors stamped with it.
 
 With one robot its topics are in the node's namespace (`camera/rgb/image_raw`, `scan`, ...); with
 several, each robot's topics and TF frames are under its id (`robot_1/scan`, `robot_1/base_link`).
+Launch files set `/use_sim_time` so that every other node follows /clock.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import threading
 import time
 
-import diagnostic_updater
 import rospy
 import tf2_ros
-from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import TransformStamped, Twist
 from nav_msgs.msg import Odometry
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import String
+from vla_monitoring.bad_input import BadInputCounter
+from vla_monitoring.ros.callbacks import counted_callback
+from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.params import load_config
+from vla_msgs.tasks import TaskRejectedError
 
+from vla_msgs import json_forms, names
 from vla_msgs.srv import ResetSim, ResetSimResponse
-from vla_sim.config import ConfigError, SimNodeConfig, build_config
-from vla_sim.instructions import is_stop, resolve_target
+from vla_sim.config import SimNodeConfig
+from vla_sim.instructions import apply_task_command
+from vla_sim.simulation import Simulation
 from vla_sim.world import World, WorldError
 
-_MAX_TASK_CHARS = 1000
-_MAX_SUBSTEPS = 10  # a late tick is made up with at most this many physics substeps; the rest is lost
 
-
-class _RosLogHandler(logging.Handler):
-    """Bridges the core's `logging` records to rosout."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = self.format(record)
-        if record.levelno >= logging.ERROR:
-            rospy.logerr(msg)
-        elif record.levelno >= logging.WARNING:
-            rospy.logwarn(msg)
-        elif record.levelno >= logging.INFO:
-            rospy.loginfo(msg)
-        else:
-            rospy.logdebug(msg)
+class BadTwistError(ValueError):
+    """A cmd_vel the world refuses (NaN or infinite values)."""
 
 
 class _RobotIo:
-    """One robot's publishers, subscribers, frame names and counters."""
+    """One robot's publishers, subscribers, frame names and bad-input counter."""
 
     def __init__(self, node: SimNode, rid: str, prefix: str):
+        self.node = node
         self.rid = rid
         ns = f"{prefix}/" if prefix else ""
         self.frame_odom = f"{ns}odom"
         self.frame_base = f"{ns}base_link"
         self.frame_camera = f"{ns}camera_link"
         self.frame_laser = f"{ns}laser"
-        # keyed by stream name, the same keys as SimNode's message builders and periods
+        self.bad = BadInputCounter(clock=rospy.get_time)
+        # keyed by stream name, the same keys as SimNode's message builders and the schedule
         self.publishers = {
-            "camera": rospy.Publisher(f"{ns}camera/rgb/image_raw", Image, queue_size=1),
-            "scan": rospy.Publisher(f"{ns}scan", LaserScan, queue_size=1),
-            "cloud": rospy.Publisher(f"{ns}velodyne_points", PointCloud2, queue_size=1),
-            "odom": rospy.Publisher(f"{ns}odom", Odometry, queue_size=1),
-            "battery": rospy.Publisher(f"{ns}battery_state", BatteryState, queue_size=1),
+            "camera": rospy.Publisher(ns + names.CAMERA_IMAGE, Image, queue_size=1),
+            "scan": rospy.Publisher(ns + names.SCAN, LaserScan, queue_size=1),
+            "cloud": rospy.Publisher(ns + names.POINTS, PointCloud2, queue_size=1),
+            "odom": rospy.Publisher(ns + names.ODOM, Odometry, queue_size=1),
+            "battery": rospy.Publisher(ns + names.BATTERY_STATE, BatteryState, queue_size=1),
         }
-        self.last_cmd_s = -math.inf
-        self.bad_tasks = 0
-        rospy.Subscriber(f"{ns}cmd_vel", Twist, node.on_cmd_vel, callback_args=rid, queue_size=1)
-        rospy.Subscriber(f"{ns}task_command", String, node.on_task, callback_args=rid, queue_size=10)
+        rospy.Subscriber(ns + names.CMD_VEL, Twist, self.on_cmd_vel, queue_size=1)
+        rospy.Subscriber(ns + names.TASK_COMMAND, String, self.on_task, queue_size=10)
+
+    @counted_callback("cmd_vel", (BadTwistError, WorldError), counter=lambda io: io.bad)
+    def on_cmd_vel(self, msg: Twist) -> None:
+        with self.node.lock:
+            ok = self.node.sim.command(self.rid, msg.linear.x, msg.linear.y, msg.angular.z)
+        if not ok:
+            raise BadTwistError(f"{self.rid}: cmd_vel with NaN or infinite values ignored")
+
+    @counted_callback("task_command", (TaskRejectedError, WorldError), counter=lambda io: io.bad)
+    def on_task(self, msg: String) -> None:
+        with self.node.lock:
+            command = apply_task_command(self.node.sim.world, self.rid, msg.data)
+            target = self.node.sim.world.robot(self.rid).target
+        if command.idle:
+            rospy.loginfo(f"{self.rid}: task cleared ({msg.data.strip()!r})")
+        elif target is None:
+            rospy.logwarn(f"{self.rid}: task {command.description!r} names no single known object; "
+                          "distance_to_target stays null")
+        else:
+            rospy.loginfo(f"{self.rid}: task {command.description!r} → target {target}")
 
 
 class SimNode:
-    """Owns the world, the real-time loop, and the ROS interfaces around it."""
+    """Owns the simulation, the wall-paced loop, and the ROS interfaces around it."""
 
     def __init__(self, cfg: SimNodeConfig):
         self.cfg = cfg
-        self.world = World(cfg.robots, seed=cfg.seed, config=cfg.world)
+        self.sim = Simulation(World(cfg.robots, seed=cfg.seed, config=cfg.world), cfg)
         self.lock = threading.Lock()
+        # With /use_sim_time every node follows our /clock, so stamps are simulated time. Without it
+        # they would read simulated stamps as ancient data: stamp with wall time then.
+        self.sim_stamps = bool(rospy.get_param("/use_sim_time", False))
+        if not self.sim_stamps:
+            rospy.logwarn("sim_node: /use_sim_time is not set; other nodes run on wall time and sensor stamps "
+                          "are wall time" + ("" if cfg.real_time_factor == 1.0 else
+                                             f", although ~real_time_factor is {cfg.real_time_factor}"))
         single = len(cfg.robots) == 1
         self.io = {rid: _RobotIo(self, rid, "" if single else rid) for rid in cfg.robots}
         self.builders = {"camera": self._image, "scan": self._scan, "cloud": self._cloud, "odom": self._odom,
                          "battery": self._battery}
-        self.pub_state = rospy.Publisher("sim/state", String, queue_size=1)
+        self.pub_clock = rospy.Publisher(names.CLOCK, Clock, queue_size=10)
+        self.pub_state = rospy.Publisher(names.SIM_STATE, String, queue_size=1)
         self.tf = tf2_ros.TransformBroadcaster()
         self.static_tf = tf2_ros.StaticTransformBroadcaster()
         self._publish_static_tf()
-        rospy.Service("sim/reset", ResetSim, self.on_reset)
-        self.sim_time_s = 0.0
-        self.lost_time_s = 0.0
-        self.realtime_factor = 1.0
-        self._window = (time.monotonic(), 0.0)
-        self.updater = diagnostic_updater.Updater()
-        self.updater.setHardwareID(f"vla_sim simulator ({', '.join(cfg.robots)})")
-        self.updater.add("realtime", self._diag_realtime)
-        self.updater.add("robots", self._diag_robots)
-        self.freq = {}
-        for name, rate in (("camera", cfg.camera_rate_hz), ("scan", cfg.lidar_rate_hz), ("odom", cfg.odom_rate_hz)):
-            self.freq[name] = diagnostic_updater.FrequencyStatus(
-                diagnostic_updater.FrequencyStatusParam({"min": rate * 0.8, "max": rate * 1.2}, 0.1, 10), name)
-            self.updater.add(self.freq[name])
-
-    # ------------------------------------------------------------------ callbacks
-    def on_cmd_vel(self, msg: Twist, rid: str) -> None:
-        try:
-            with self.lock:
-                ok = self.world.set_twist(rid, msg.linear.x, msg.linear.y, msg.angular.z)
-            if ok:
-                self.io[rid].last_cmd_s = time.monotonic()
-            else:
-                rospy.logwarn_throttle(5.0, f"{rid}: ignored a cmd_vel with NaN or infinite values")
-        except WorldError as exc:
-            rospy.logerr_throttle(5.0, str(exc))
-
-    def on_task(self, msg: String, rid: str) -> None:
-        text = msg.data.strip() if isinstance(msg.data, str) else ""
-        if text.startswith("{"):
-            try:
-                obj = json.loads(text)
-                text = obj["description"] if isinstance(obj, dict) else None
-                if isinstance(obj, dict) and obj.get("robot_id") not in (None, rid):
-                    raise ValueError(f"task for robot {obj['robot_id']!r} arrived on {rid}'s task_command")
-                if not isinstance(text, str):
-                    raise ValueError("'description' must be a string")
-            except (ValueError, KeyError, TypeError) as exc:
-                self.io[rid].bad_tasks += 1
-                rospy.logwarn_throttle(5.0, f"{rid}: malformed task_command JSON ({exc}); expected "
-                                             "plain text or {\"description\": ...}")
-                return
-            text = text.strip()
-        if not text or len(text) > _MAX_TASK_CHARS:
-            self.io[rid].bad_tasks += 1
-            rospy.logwarn_throttle(5.0, f"{rid}: task_command must be 1..{_MAX_TASK_CHARS} characters")
-            return
-        with self.lock:
-            if is_stop(text):
-                self.world.set_target(rid, None, None)
-                rospy.loginfo(f"{rid}: task cleared ({text})")
-                return
-            target = resolve_target(text)
-            self.world.set_target(rid, target, text)
-        if target is None:
-            rospy.logwarn(f"{rid}: task {text!r} names no single known object; distance_to_target stays null")
-        else:
-            rospy.loginfo(f"{rid}: task {text!r} → target {target}")
+        rospy.Service(names.SIM_RESET, ResetSim, self.on_reset)
+        self.diagnostics = Diagnostics(f"vla_sim simulator ({', '.join(cfg.robots)})")
+        self.diagnostics.task("realtime", self._diag_realtime)
+        self.diagnostics.task("robots", self._diag_robots)
+        self.freq = {name: self.diagnostics.rate(name, rate * 0.8, rate * 1.2)
+                     for name, rate in (("camera", cfg.camera_rate_hz), ("scan", cfg.lidar_rate_hz),
+                                        ("odom", cfg.odom_rate_hz))}
 
     def on_reset(self, req) -> ResetSimResponse:
         try:
             seed = int(req.seed)
             with self.lock:
-                self.world.reset(seed)
+                self.sim.reset(seed)
         except (WorldError, TypeError, ValueError) as exc:
             return ResetSimResponse(success=False, message=f"reset refused: {exc}")
         rospy.loginfo(f"world reset with seed {seed}")
@@ -155,57 +125,26 @@ class SimNode:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
-        cfg = self.cfg
-        physics_dt = 1.0 / cfg.physics_rate_hz
-        periods = {
-            "camera": 1.0 / cfg.camera_rate_hz, "scan": 1.0 / cfg.lidar_rate_hz, "cloud": 1.0 / cfg.cloud_rate_hz,
-            "odom": 1.0 / cfg.odom_rate_hz, "battery": 1.0 / cfg.battery_rate_hz, "state": 1.0 / cfg.state_rate_hz,
-        }
-        start = time.monotonic()
-        due = dict.fromkeys(periods, start)
-        last = start
-        next_tick = start
+        """Ticks on the wall clock: the one place the simulator reads it, since it is the clock source."""
         while not rospy.is_shutdown():
-            now = time.monotonic()
-            self._advance(now - last, physics_dt, now)
-            last = now
-            stamp = rospy.Time.now()
-            for name, period in periods.items():
-                if now >= due[name]:
-                    # Fixed schedule, but a stream that fell a whole period behind skips ahead rather than bursts.
-                    due[name] = max(due[name] + period, now)
-                    self._publish(name, stamp)
-            self.updater.update()
-            next_tick += physics_dt
-            sleep_s = next_tick - time.monotonic()
+            with self.lock:
+                due = self.sim.tick(time.monotonic())
+                sim_s = self.sim.time_s
+                wake_s = self.sim.next_wake_s()
+            if sim_s > 0:
+                self.pub_clock.publish(Clock(clock=rospy.Time.from_sec(sim_s)))
+            stamp = rospy.Time.from_sec(sim_s) if self.sim_stamps else rospy.Time.now()
+            for name in due:
+                self._publish(name, stamp)
+            sleep_s = wake_s - time.monotonic()
             if sleep_s > 0:
                 time.sleep(sleep_s)
-            else:
-                next_tick = time.monotonic()
-
-    def _advance(self, elapsed: float, physics_dt: float, now: float) -> None:
-        """Steps physics by the wall time that passed, in substeps; time beyond the cap is lost and counted."""
-        n = min(max(1, math.ceil(elapsed / physics_dt - 1e-6)), _MAX_SUBSTEPS) if elapsed > 0 else 0
-        simulated = min(elapsed, n * physics_dt)
-        with self.lock:
-            for rid, io in self.io.items():
-                if now - io.last_cmd_s > self.cfg.cmd_timeout_s:
-                    self.world.set_twist(rid, 0.0, 0.0, 0.0)  # a silent controller must not leave the robot driving
-            for _ in range(n):
-                self.world.step(simulated / n)
-        self.sim_time_s += simulated
-        self.lost_time_s += elapsed - simulated
-        t0, s0 = self._window
-        if now - t0 >= 2.0:
-            self.realtime_factor = (self.sim_time_s - s0) / (now - t0)
-            self._window = (now, self.sim_time_s)
 
     def _publish(self, name: str, stamp: rospy.Time) -> None:
         if name == "state":
             with self.lock:
-                state = self.world.state()
-            state["timestamp"] = time.time()
-            self.pub_state.publish(String(data=json.dumps(state)))
+                state = self.sim.world.state()
+            self.pub_state.publish(String(data=json_forms.SIM_STATE.build(timestamp=stamp.to_sec(), **state)))
             return
         build = self.builders[name]
         for rid, io in self.io.items():
@@ -219,15 +158,15 @@ class SimNode:
 
     # ------------------------------------------------------------------ messages
     def _image(self, rid: str, io: _RobotIo, stamp: rospy.Time) -> Image:
-        img = self.world.camera(rid)
+        img = self.sim.world.camera(rid)
         msg = Image(height=img.shape[0], width=img.shape[1], encoding="rgb8", is_bigendian=0,
                     step=img.shape[1] * 3, data=img.tobytes())
         msg.header.stamp, msg.header.frame_id = stamp, io.frame_camera
         return msg
 
     def _scan(self, rid: str, io: _RobotIo, stamp: rospy.Time) -> LaserScan:
-        c = self.world.config
-        ranges = self.world.lidar(rid)
+        c = self.sim.world.config
+        ranges = self.sim.world.lidar(rid)
         inc = 2 * math.pi / c.lidar_beams
         msg = LaserScan(angle_min=0.0, angle_max=inc * (c.lidar_beams - 1), angle_increment=inc,
                         time_increment=0.0, scan_time=1.0 / self.cfg.lidar_rate_hz, range_min=c.lidar_range_min_m,
@@ -236,7 +175,7 @@ class SimNode:
         return msg
 
     def _cloud(self, rid: str, io: _RobotIo, stamp: rospy.Time) -> PointCloud2:
-        pts = self.world.point_cloud(rid)
+        pts = self.sim.world.point_cloud(rid)
         fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
         msg = PointCloud2(height=1, width=len(pts), fields=fields, is_bigendian=False, point_step=12,
                           row_step=12 * len(pts), data=pts.tobytes(), is_dense=True)
@@ -244,7 +183,7 @@ class SimNode:
         return msg
 
     def _odom(self, rid: str, io: _RobotIo, stamp: rospy.Time) -> Odometry:
-        rb = self.world.robot(rid)
+        rb = self.sim.world.robot(rid)
         msg = Odometry()
         msg.header.stamp, msg.header.frame_id = stamp, io.frame_odom
         msg.child_frame_id = io.frame_base
@@ -266,11 +205,9 @@ class SimNode:
         return t
 
     def _battery(self, rid: str, io: _RobotIo, stamp: rospy.Time) -> BatteryState:
-        rb = self.world.robot(rid)
-        c = self.world.config
-        docked = math.hypot(rb.x - self.world.dock_xy[0], rb.y - self.world.dock_xy[1]) < c.dock_radius_m
+        rb = self.sim.world.robot(rid)
         msg = BatteryState(voltage=10.5 + 2.1 * rb.battery, percentage=rb.battery, present=True,
-                           power_supply_status=(BatteryState.POWER_SUPPLY_STATUS_CHARGING if docked
+                           power_supply_status=(BatteryState.POWER_SUPPLY_STATUS_CHARGING if self.sim.world.docked(rid)
                                                 else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING),
                            power_supply_technology=BatteryState.POWER_SUPPLY_TECHNOLOGY_LION)
         msg.current = float("nan")
@@ -292,50 +229,40 @@ class SimNode:
         self.static_tf.sendTransform(transforms)
 
     # ------------------------------------------------------------------ diagnostics
-    def _diag_realtime(self, stat: diagnostic_updater.DiagnosticStatusWrapper):
-        if self.realtime_factor < self.cfg.realtime_warn_factor:
-            stat.summary(DiagnosticStatus.WARN,
-                         f"cannot keep real time: running at {self.realtime_factor:.2f}x real time")
+    def _diag_realtime(self, stat: Status) -> Status:
+        with self.lock:
+            measured, lost_s, sim_s = self.sim.rate.factor, self.sim.pacer.lost_s, self.sim.time_s
+        wanted = self.cfg.real_time_factor
+        if measured is None:
+            stat.summary(OK, f"starting (asked for {wanted:g}x real time)")
+        elif measured < wanted * self.cfg.realtime_warn_factor:
+            stat.summary(WARN, f"cannot keep up: running at {measured:.2f}x real time, asked for {wanted:g}x")
         else:
-            stat.summary(DiagnosticStatus.OK, f"real time ({self.realtime_factor:.2f}x)")
-        stat.add("realtime_factor", f"{self.realtime_factor:.3f}")
-        stat.add("lost_time_s", f"{self.lost_time_s:.3f}")
-        stat.add("sim_time_s", f"{self.sim_time_s:.1f}")
-        stat.add("seed", str(self.world.seed))
+            stat.summary(OK, f"running at {measured:.2f}x real time (asked for {wanted:g}x)")
+        stat.add("real_time_factor", f"{wanted:g}")
+        stat.add("measured_real_time_factor", "" if measured is None else f"{measured:.3f}")
+        stat.add("lost_time_s", f"{lost_s:.3f}")
+        stat.add("sim_time_s", f"{sim_s:.1f}")
+        stat.add("seed", str(self.sim.world.seed))
         return stat
 
-    def _diag_robots(self, stat: diagnostic_updater.DiagnosticStatusWrapper):
+    def _diag_robots(self, stat: Status) -> Status:
         with self.lock:
-            rows = [(rid, self.world.robot(rid), io.bad_tasks) for rid, io in self.io.items()]
-        rejected = sum(rb.rejected_twists for _, rb, _ in rows)
-        bad = sum(b for _, _, b in rows)
-        level = DiagnosticStatus.WARN if rejected or bad else DiagnosticStatus.OK
-        stat.summary(level, f"{len(rows)} robots; {rejected} non-finite twists ignored; {bad} bad task commands")
-        for rid, rb, b in rows:
+            rows = [(rid, self.sim.world.robot(rid), dict(io.bad.counts)) for rid, io in self.io.items()]
+        bad = sum(sum(counts.values()) for _, _, counts in rows)
+        stat.summary(WARN if bad else OK, f"{len(rows)} robots; {bad} bad cmd_vel/task_command messages dropped")
+        for rid, rb, counts in rows:
             stat.add(f"{rid} collisions", str(rb.collisions))
-            stat.add(f"{rid} rejected_twists", str(rb.rejected_twists))
-            stat.add(f"{rid} bad_task_commands", str(b))
+            stat.add(f"{rid} rejected_twists", str(counts.get("cmd_vel", 0)))
+            stat.add(f"{rid} bad_task_commands", str(counts.get("task_command", 0)))
             stat.add(f"{rid} battery", f"{rb.battery:.3f}")
         return stat
 
 
-def load_config() -> SimNodeConfig:
-    """Reads `~` params into the config; on an invalid value logs one fatal line naming it and exits."""
-    try:
-        params = rospy.get_param("~", {})
-        return build_config(params if isinstance(params, dict) else {})
-    except ConfigError as exc:
-        rospy.logfatal(f"sim_node refuses to start: {exc}")
-        raise SystemExit(2) from None
-
-
 def main() -> None:
-    rospy.init_node("sim_node")
-    handler = _RosLogHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    core_log = logging.getLogger("vla_sim")
-    core_log.addHandler(handler)
-    core_log.setLevel(logging.INFO)
-    node = SimNode(load_config())
-    rospy.loginfo(f"sim_node: robots {node.cfg.robots}, seed {node.cfg.seed}")
+    rospy.init_node(names.SIM_NODE)
+    bridge_logging(("vla_sim", "vla_monitoring"), VlaLogs(names.SIM_NODE, "sim"))
+    node = SimNode(load_config(SimNodeConfig))
+    rospy.loginfo(f"sim_node: robots {node.cfg.robots}, seed {node.cfg.seed}, "
+                  f"{node.cfg.real_time_factor:g}x real time")
     node.run()
