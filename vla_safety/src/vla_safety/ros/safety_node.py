@@ -43,7 +43,10 @@ class SafetyNode:
         self.sup = SafetySupervisor(config)
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.lock = threading.Lock()  # one output at a time, in the order of their times
+        self.report_lock = threading.Lock()  # status and e-stop state, after the output and outside its lock
         self.last: Decision | None = None
+        self._outputs = 0  # outputs so far: a report older than the last one reported is left out
+        self._reported = 0
         self._published_estop: bool | None = None
 
         self.cmd_pub = rospy.Publisher(names.CMD_VEL, Twist, queue_size=5)
@@ -57,7 +60,7 @@ class SafetyNode:
         # Commands add outputs of their own, so only the least rate is a promise.
         self._rate = self.diag.rate("cmd_vel output rate", min_hz=config.output_rate)
 
-        with self.lock:
+        with self.report_lock:
             self._publish_estop(False)
         rospy.Service(names.SAFETY_RESET, Trigger, self._on_reset)
         rospy.Service(names.SAFETY_TRIGGER_ESTOP, Trigger, self._on_trigger_service)
@@ -77,7 +80,8 @@ class SafetyNode:
         with self.lock:
             now = rospy.get_time()
             accepted = self.sup.set_command(twist, now)
-            self._output(now)  # forwarded now, against the newest sensors, not at the next tick
+            out = self._output(now)  # forwarded now, against the newest sensors, not at the next tick
+        self._report(out)
         if not accepted:
             self.bad.reject(names.CMD_VEL_VLA, self.sup.rejection or "refused")
 
@@ -113,8 +117,8 @@ class SafetyNode:
     def _latch(self, cause: str, signal: bool) -> None:
         with self.lock:
             now = rospy.get_time()
-            if self.sup.trigger_estop(now, cause, signal):
-                self._output(now)  # the zero goes out now, not at the next output
+            out = self._output(now) if self.sup.trigger_estop(now, cause, signal) else None  # the zero goes out now
+        self._report(out)
 
     def _on_trigger_service(self, _req) -> TriggerResponse:
         self._latch(f"{names.SAFETY_TRIGGER_ESTOP} service", signal=False)
@@ -123,40 +127,58 @@ class SafetyNode:
     def _on_reset(self, _req) -> TriggerResponse:
         with self.lock:
             ok, message = self.sup.reset(rospy.get_time())
-            self._publish_estop(self.sup.latch.latched)
+            latched = self.sup.latch.latched
+        with self.report_lock:
+            self._publish_estop(latched)
         return TriggerResponse(success=ok, message=message)
 
     def _publish_estop(self, state: bool, force: bool = False) -> None:
-        """Called with the lock held."""
+        """Called with the report lock held."""
         if force or state != self._published_estop:
             self._published_estop = state
             self.estop_pub.publish(Bool(data=state))
 
     # ------------------------------------------------------------------ outputs
-    def _output(self, now: float) -> None:
-        """The one output path (lock held, `now` read under it so outputs never go back in time)."""
+    def _output(self, now: float) -> tuple[int, Decision, float] | None:
+        """The one output path (lock held, `now` read under it so outputs never go back in time); returns
+        what `_report` publishes once the lock is released."""
         try:
             d = self.sup.step(now)
         except Exception as exc:  # a bug must not leave the last twist standing: stop, say so, keep running
             rospy.logerr_throttle(5.0, f"safety_node: decision failed, publishing zero: {exc!r}")
             self.cmd_pub.publish(array_to_twist(ZERO_TWIST))
-            return
+            return None
         self.cmd_pub.publish(array_to_twist(d.commanded))
         self.last = d
+        self._outputs += 1
+        return self._outputs, d, now
+
+    def _report(self, out: tuple[int, Decision, float] | None) -> None:
+        """Status, e-stop state and output rate of one output, outside the output lock so that a trigger
+        never waits for them; a report overtaken by a newer output's is left out."""
+        if out is None:
+            return
+        seq, d, now = out
         self._rate.tick()
-        self._publish_status(d, now)
-        self._publish_estop(d.emergency_stop)
+        with self.report_lock:
+            if seq < self._reported:
+                return
+            self._reported = seq
+            self._publish_status(d, now)
+            self._publish_estop(d.emergency_stop)
 
     def _output_loop(self) -> None:
         """Outputs whenever no output went out for a period: rospy.sleep runs on ROS time, so the
         simulator's clock paces it."""
         while not rospy.is_shutdown():
+            out = None
             with self.lock:
                 now = rospy.get_time()
                 wait_s = self.sup.until_output_s(now)
                 if wait_s <= 0.0:
-                    self._output(now)
+                    out = self._output(now)
                     wait_s = self.sup.until_output_s(rospy.get_time())  # one period after `now`: no drift
+            self._report(out)
             try:
                 rospy.sleep(wait_s)
             except rospy.ROSTimeMovedBackwardsException:
@@ -166,7 +188,9 @@ class SafetyNode:
 
     def _on_slow_tick(self, _event) -> None:
         with self.lock:
-            self._publish_estop(self.sup.latch.latched, force=True)
+            latched = self.sup.latch.latched
+        with self.report_lock:
+            self._publish_estop(latched, force=True)
 
     def _publish_status(self, d: Decision, now: float) -> None:
         self.json_pub.publish(String(data=json_forms.SAFETY_STATUS.build(
