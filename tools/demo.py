@@ -3,8 +3,9 @@
 
 Starts `roslaunch vla_deployment demo.launch` on a master of its own (a free port, so a running
 roscore is left alone), waits for the stack, publishes the instruction on task_command, follows
-sim/state and prints when the robot arrives with the measured control rate and latency (from
-vla/inference_stats and vla/action). Shuts the launch down and exits 0 on arrival, 1 with a
+sim/state and prints when the robot arrives (in simulated seconds: every node of demo.launch runs on
+the simulator's /clock) with the measured control rate and latency (from vla/inference_stats and
+vla/action). Shuts the launch down and exits 0 on arrival, 1 with a
 reason otherwise. Needs no terminal: stdin is never read.
 """
 
@@ -14,8 +15,6 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,49 +25,15 @@ import numpy as np
 import rosgraph
 import rospy
 from std_msgs.msg import String
+from vla_msgs.launching import ProcessGroup, roslaunch
+from vla_msgs.tasks import parse_task_command
+from vla_msgs.waiting import WaitTimeout, wait_until
 
+from vla_msgs import names
 from vla_msgs.msg import Action, InferenceStats
 
 ROBOT = "robot_1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Launch:
-    """roslaunch in its own process group, stopped with SIGINT, then SIGTERM, then SIGKILL."""
-
-    def __init__(self, port: int, seed: int, log: Path):
-        self.log = log
-        self._fh = log.open("w")
-        env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}")
-        cmd = ["roslaunch", "-p", str(port), "vla_deployment", "demo.launch", f"seed:={seed}"]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL, stdout=self._fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        for sig, wait_s in ((signal.SIGINT, 20.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-        self._fh.close()
-
-    def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+PROGRESS_EVERY_S = 2.0
 
 
 class Watch:
@@ -77,12 +42,13 @@ class Watch:
     def __init__(self):
         self.state: dict | None = None
         self.stats = None
+        self.stats_count = 0
         self.latency_ms: list[float] = []
         self.image_age_ms: list[float] = []
         self._lock = threading.Lock()
-        rospy.Subscriber("sim/state", String, self._on_state, queue_size=1)
-        rospy.Subscriber("vla/inference_stats", InferenceStats, self._on_stats, queue_size=1)
-        rospy.Subscriber("vla/action", Action, self._on_action, queue_size=50)
+        rospy.Subscriber(names.SIM_STATE, String, self._on_state, queue_size=1)
+        rospy.Subscriber(names.INFERENCE_STATS, InferenceStats, self._on_stats, queue_size=1)
+        rospy.Subscriber(names.ACTION, Action, self._on_action, queue_size=50)
 
     def _on_state(self, msg) -> None:
         try:
@@ -93,7 +59,9 @@ class Watch:
             self.state = robot
 
     def _on_stats(self, msg) -> None:
-        self.stats = msg
+        with self._lock:
+            self.stats = msg
+            self.stats_count += 1
 
     def _on_action(self, msg) -> None:
         with self._lock:
@@ -102,53 +70,64 @@ class Watch:
             del self.latency_ms[:-1000], self.image_age_ms[:-1000]
 
 
-def wait(predicate, timeout_s: float, alive) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if not alive():
-            return False
-        time.sleep(0.1)
-    return predicate()
+class LaunchExitedError(RuntimeError):
+    """roslaunch exited while the demo waited on it."""
 
 
-def run(args: argparse.Namespace, launch: Launch) -> tuple[bool, str]:
-    if not wait(rosgraph.is_master_online, 30.0, launch.alive):
-        return False, "the ROS master did not come up"
+def wait_for(condition, timeout_s: float, what: str, launch: ProcessGroup, ros_time: bool = True):
+    """wait_until that gives up as soon as the launch dies; `ros_time`: the limit is in simulated
+    seconds (the drive), else in wall seconds (start-up, which is loading work, not simulation)."""
+    def holds():
+        if not launch.alive():
+            raise LaunchExitedError(f"roslaunch exited while waiting for {what}")
+        return condition()
+
+    clock = rospy.get_time if ros_time else time.monotonic
+    return wait_until(holds, timeout_s, what, clock=clock, poll_s=0.05, wall_limit_s=max(30.0, 3.0 * timeout_s))
+
+
+def run(args: argparse.Namespace, launch: ProcessGroup) -> tuple[bool, str]:
+    wait_for(rosgraph.is_master_online, 30.0, "the ROS master", launch, ros_time=False)
     rospy.init_node("vla_demo", anonymous=True, disable_signals=True)
     watch = Watch()
-    tasks = rospy.Publisher("task_command", String, queue_size=1, latch=True)
+    tasks = rospy.Publisher(names.TASK_COMMAND, String, queue_size=1, latch=True)
     print("waiting for the simulator, safety and inference nodes ...", flush=True)
-    ready = wait(lambda: watch.state is not None and watch.stats is not None and tasks.get_num_connections() >= 2,
-                 args.startup_timeout, launch.alive)
-    if not ready:
-        return False, f"the stack was not up after {args.startup_timeout:.0f} s (launch alive: {launch.alive()})"
+    wait_for(lambda: watch.state is not None and watch.stats is not None and tasks.get_num_connections() >= 2,
+             args.startup_timeout, "the simulator, safety and inference nodes", launch, ros_time=False)
     instruction = f"go to the {args.target}"
+    task = parse_task_command(instruction).description
     print(f"stack ready; sending {instruction!r}", flush=True)
     tasks.publish(String(data=instruction))
-    start = time.monotonic()
-    last_print = 0.0
-    while time.monotonic() - start < args.timeout:
-        if not launch.alive():
-            return False, "roslaunch exited during the run"
+    start = rospy.get_time()
+    next_print = start + PROGRESS_EVERY_S
+
+    def arrived() -> bool:
+        nonlocal next_print
         state = watch.state or {}
-        if state.get("reached"):
-            elapsed = time.monotonic() - start
-            tasks.publish(String(data="standby"))
-            time.sleep(1.2)  # one more stats period, so the numbers cover the run
-            report(args.target, elapsed, state, watch)
-            return True, ""
-        if time.monotonic() - last_print > 2.0:
-            last_print = time.monotonic()
+        now = rospy.get_time()
+        if now >= next_print:
+            next_print = now + PROGRESS_EVERY_S
             dist = state.get("distance_to_target")
             dist_text = f"{dist:.2f} m" if isinstance(dist, (int, float)) else "?"
             fps = watch.stats.fps if watch.stats else 0.0
-            print(f"  t={time.monotonic() - start:5.1f} s  distance {dist_text}  control {fps:4.1f} Hz", flush=True)
-        time.sleep(0.05)
+            print(f"  t={now - start:5.1f} s  distance {dist_text}  control {fps:4.1f} Hz", flush=True)
+        # only this task's arrival counts, never a state from before it was taken up
+        return state.get("task") == task and state.get("reached") is True
+
+    try:
+        wait_for(arrived, args.timeout, f"the robot to reach the {args.target}", launch)
+    except WaitTimeout:
+        tasks.publish(String(data="standby"))
+        dist = (watch.state or {}).get("distance_to_target")
+        return False, f"the robot did not reach the {args.target} within {args.timeout:.0f} s (distance {dist})"
+    elapsed = rospy.get_time() - start
+    state = dict(watch.state or {})
     tasks.publish(String(data="standby"))
-    dist = (watch.state or {}).get("distance_to_target")
-    return False, f"the robot did not reach the {args.target} within {args.timeout:.0f} s (distance {dist})"
+    # one more stats message, so that the numbers cover the whole drive
+    seen = watch.stats_count
+    wait_for(lambda: watch.stats_count > seen, 5.0, "one more vla/inference_stats", launch)
+    report(args.target, elapsed, state, watch)
+    return True, ""
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -157,8 +136,8 @@ def _pct(values: list[float], q: float) -> float:
 
 def report(target: str, elapsed: float, state: dict, watch: Watch) -> None:
     s = watch.stats
-    print(f"ARRIVED at the {target} in {elapsed:.1f} s (edge gap {state.get('distance_to_target', 0):.2f} m, "
-          f"collisions {state.get('collisions', 0)})")
+    print(f"ARRIVED at the {target} in {elapsed:.1f} s of simulated time (edge gap "
+          f"{state.get('distance_to_target', 0):.2f} m, collisions {state.get('collisions', 0)})")
     if s is not None:
         print(f"  control rate          {s.fps:6.2f} Hz   ({s.action_count} actions, model {s.model_version}, "
               f"mode {s.mode})")
@@ -174,19 +153,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="red cube", help="object to drive to (red cube, blue ball, ...)")
     parser.add_argument("--seed", type=int, default=0, help="layout seed of the world")
-    parser.add_argument("--timeout", type=float, default=90.0, help="seconds allowed for the drive")
+    parser.add_argument("--timeout", type=float, default=90.0, help="simulated seconds allowed for the drive")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds allowed for start-up")
     args = parser.parse_args()
 
-    port = free_port()
-    os.environ["ROS_MASTER_URI"] = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="vla_demo_")) / "roslaunch.log"
-    print(f"starting demo.launch (master {os.environ['ROS_MASTER_URI']}, log {log})", flush=True)
-    launch = Launch(port, args.seed, log)
-    stop = threading.Event()
+    launch, uri = roslaunch("vla_deployment", "demo.launch", {"seed": args.seed}, log)
+    # this process is a ROS node of the same master
+    os.environ["ROS_MASTER_URI"] = uri
+    print(f"starting demo.launch (master {uri}, log {log})", flush=True)
 
-    def on_signal(signum, _frame):
-        stop.set()
+    def on_signal(_signum, _frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -194,6 +171,8 @@ def main() -> int:
         ok, reason = run(args, launch)
     except KeyboardInterrupt:
         ok, reason = False, "interrupted"
+    except (WaitTimeout, LaunchExitedError) as exc:
+        ok, reason = False, str(exc)
     finally:
         print("shutting the launch down ...", flush=True)
         launch.stop()
