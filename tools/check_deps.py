@@ -3,7 +3,7 @@
 
 Each module imported by a Python file of the repository (every `*.py` and every executable with a
 python shebang, outside .ws, .venv and .git) must resolve to one of:
-- the project itself: a `vla_*` package, or a module beside the importing file or in a folder above it;
+- the project itself: a `vla_*` package, or any module or package of the tree (test helpers, tools);
 - the standard library (built in, or a file of the interpreter's own Debian packages);
 - a Debian package that `ros-deps.txt` names: `dpkg -S` on the module's file gives the package,
   which must be in the list; being installed on this machine is not enough;
@@ -103,20 +103,14 @@ def imports_of(path: Path) -> list[Import]:
     return found
 
 
-def project_packages(root: Path) -> set[str]:
-    """The top-level Python packages of the catkin packages: vla_*/src/<name>/."""
-    return {p.parent.name for p in root.glob("*/src/*/__init__.py")}
-
-
-def is_beside(module: str, importer: Path, root: Path) -> bool:
-    """A test helper or tool module next to the importer or in a folder above it (inside root)."""
-    folder = importer.parent
-    while True:
-        if (folder / f"{module}.py").is_file() or (folder / module / "__init__.py").is_file():
-            return True
-        if folder == root or root not in folder.parents:
-            return False
-        folder = folder.parent
+def project_modules(root: Path, files: list[Path]) -> set[str]:
+    """Names the project itself provides: the catkin packages' Python packages (vla_*/src/<name>/)
+    and every module or package of the tree (test helpers and tools, imported from beside them or
+    through a sys.path entry of their own)."""
+    names = {p.parent.name for p in root.glob("*/src/*/__init__.py")}
+    names |= {p.stem for p in files if p.suffix == ".py" and p.name != "__init__.py"}
+    names |= {p.parent.name for p in files if p.name == "__init__.py"}
+    return names
 
 
 def read_ros_deps(path: Path) -> set[str]:
@@ -210,7 +204,8 @@ def check(root: Path, ros_deps_file: Path, requirements_file: Path) -> list[str]
     root = root.resolve()
     listed_debs = read_ros_deps(ros_deps_file)
     pins = read_requirements(requirements_file)
-    ours = project_packages(root)
+    files = list(python_files(root))
+    ours = project_modules(root, files)
     stdlib = set(sys.stdlib_module_names)
 
     def where(imp: Import) -> str:
@@ -218,14 +213,14 @@ def check(root: Path, ros_deps_file: Path, requirements_file: Path) -> list[str]
 
     by_module: dict[str, list[Import]] = {}
     findings: list[str] = []
-    for path in python_files(root):
+    for path in files:
         try:
             found = imports_of(path)
         except SyntaxError as exc:
             findings.append(f"{path.relative_to(root)}:{exc.lineno}: cannot parse: {exc.msg}")
             continue
         for imp in found:
-            if imp.module in ours or is_beside(imp.module, imp.path, root):
+            if imp.module in ours:
                 continue
             by_module.setdefault(imp.module, []).append(imp)
 

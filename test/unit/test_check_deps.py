@@ -88,7 +88,9 @@ def test_project_modules_and_stdlib_pass(tmp_path):
         "vla_fake/src/vla_fake/__init__.py": "",
         "vla_fake/src/vla_fake/core.py": "import json\nimport os.path\nfrom . import other\nfrom vla_fake import x\n",
         "test/helper_mod.py": "import sys\n",
-        "test/unit/test_y.py": "from __future__ import annotations\nimport helper_mod\nimport vla_fake.core\n",
+        "tools/some_tool.py": "import os\n",
+        "test/unit/test_y.py": ("from __future__ import annotations\nimport helper_mod\nimport some_tool\n"
+                                "import vla_fake.core\n"),
     }
     assert tree(tmp_path, files) == []
 
