@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -185,6 +186,12 @@ def _commands_used(root: Path) -> set[str]:
     return words
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@functools.cache
 def _installed() -> dict[str, importlib.metadata.Distribution]:
     found: dict[str, importlib.metadata.Distribution] = {}
     for dist in importlib.metadata.distributions():
@@ -226,7 +233,7 @@ def check(root: Path, ros_deps_file: Path, requirements_file: Path) -> list[str]
 
     located = {name: module_files(name) for name in by_module}
     owners = dpkg_owners(p for files in located.values() if files for p in files)
-    dists_of = importlib.metadata.packages_distributions()
+    dists_of = _packages_distributions()
     installed = _installed()
     used_dists: set[str] = set()
 
