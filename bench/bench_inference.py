@@ -7,7 +7,10 @@ inference node) once, then runs inference_node with that ~control_rate for --dur
 - node overhead: per step, tick → cmd_vel_vla publication minus the time blocked on the model
   worker (the node's own measurement, vla/inference_stats over the whole run);
 - frame staleness: age of the newest camera frame when a control step acts on it (vla_performance);
-- end-to-end: image stamp of each vla/action → first cmd_vel out of safety_node after it;
+- end-to-end: the camera frame each vla/action was computed from (its header stamp) → safety_node's
+  output that forwards that action (matched by the requested twist in vla/safety_status, published
+  right after that cmd_vel), both received here and timed on the wall clock, whatever clock the
+  nodes run on (sim.launch sets /use_sim_time);
 - CPU (% of one core) and resident memory of the inference node (/proc);
 - sustained rate: actions per second / requested rate, with stale and starved steps.
 Usage: python bench/bench_inference.py [--rates 10,20,30,50] [--duration 30] [--model PATH]
@@ -16,10 +19,9 @@ Usage: python bench/bench_inference.py [--rates 10,20,30,50] [--duration 30] [--
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,43 +34,18 @@ import numpy as np
 import rosgraph
 import rospy
 from geometry_msgs.msg import Twist
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from vla_msgs.msg import Action, InferenceStats
+from vla_msgs import launching, names, waiting
+from vla_msgs.msg import Action, InferenceStats, SafetyStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGINT, 15.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-
-
-def wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def wait(condition, timeout_s: float, what: str) -> None:
+    waiting.wait_until(condition, timeout_s, what, poll_s=0.05)
 
 
 def node_pid(name: str) -> int:
@@ -88,32 +65,48 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def twist_key(t: Twist) -> tuple[float, ...]:
+    return (t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z)
+
+
 class Probe:
+    """Receipt times (wall clock) of camera frames, actions and safety decisions, plus the node's stats."""
+
     def __init__(self):
         self.lock = threading.Lock()
-        self.actions: list[tuple[float, float]] = []   # (receipt wall time, image stamp)
-        self.cmd_times: list[float] = []
+        self.frames: collections.OrderedDict[int, float] = collections.OrderedDict()  # stamp ns -> receipt
+        self.actions: list[tuple[int, tuple[float, ...]]] = []  # (image stamp ns, requested twist)
+        self.decisions: list[tuple[float, tuple[float, ...]]] = []  # (receipt, requested twist)
         self.stats: InferenceStats | None = None
         self.perf: dict | None = None
-        rospy.Subscriber("vla/action", Action, self._on_action, queue_size=100)
-        rospy.Subscriber("cmd_vel", Twist, self._on_cmd, queue_size=100)
-        rospy.Subscriber("vla/inference_stats", InferenceStats, self._on_stats, queue_size=1)
-        rospy.Subscriber("vla_performance", String, self._on_perf, queue_size=1)
+        rospy.Subscriber(names.CAMERA_IMAGE, Image, self._on_image, queue_size=10, buff_size=1 << 22)
+        rospy.Subscriber(names.ACTION, Action, self._on_action, queue_size=100)
+        rospy.Subscriber(names.SAFETY_STATUS, SafetyStatus, self._on_decision, queue_size=100)
+        rospy.Subscriber(names.INFERENCE_STATS, InferenceStats, self._on_stats, queue_size=1)
+        rospy.Subscriber(names.PERFORMANCE, String, self._on_perf, queue_size=1)
 
     def reset(self) -> None:
         with self.lock:
             self.actions.clear()
-            self.cmd_times.clear()
+            self.decisions.clear()
             self.stats = None
             self.perf = None
 
+    def _on_image(self, msg: Image) -> None:
+        now = time.time()
+        with self.lock:
+            self.frames[msg.header.stamp.to_nsec()] = now
+            while len(self.frames) > 600:  # 20 s of a 30 Hz camera
+                self.frames.popitem(last=False)
+
     def _on_action(self, msg: Action) -> None:
         with self.lock:
-            self.actions.append((time.time(), msg.header.stamp.to_sec()))
+            self.actions.append((msg.header.stamp.to_nsec(), twist_key(msg.twist)))
 
-    def _on_cmd(self, _msg: Twist) -> None:
+    def _on_decision(self, msg: SafetyStatus) -> None:
+        now = time.time()
         with self.lock:
-            self.cmd_times.append(time.time())
+            self.decisions.append((now, twist_key(msg.requested)))
 
     def _on_stats(self, msg: InferenceStats) -> None:
         self.stats = msg
@@ -122,26 +115,32 @@ class Probe:
         self.perf = json.loads(msg.data)
 
     def end_to_end_ms(self) -> np.ndarray:
+        """Per action that changed the request: its frame's receipt -> the first decision forwarding it."""
         with self.lock:
-            cmds = np.array(self.cmd_times)
-            out = []
-            for received, stamp in self.actions:
-                later = cmds[cmds >= received]
-                if later.size:
-                    out.append((later[0] - stamp) * 1000.0)
+            frames, actions, decisions = dict(self.frames), list(self.actions), list(self.decisions)
+        out, previous = [], None
+        for stamp_ns, twist in actions:
+            fresh = twist != previous and any(twist)  # a repeated twist would match an older decision
+            previous = twist
+            if not fresh or stamp_ns not in frames:
+                continue
+            seen = frames[stamp_ns]
+            forwarded = next((t for t, requested in decisions if t >= seen and requested == twist), None)
+            if forwarded is not None:
+                out.append((forwarded - seen) * 1000.0)
         return np.array(out)
 
 
 def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
-    name = "/inference_node"
+    name = f"/{names.INFERENCE_NODE}"
     subprocess.run(["rosparam", "load", str(ROOT / "config" / "inference.yaml"), name], check=True)
     for key, value in (("control_rate", rate), ("stats_window", float(args.duration + 5)),
                        ("model_path", args.model), ("inference_timeout", 0.8 / rate)):
         rospy.set_param(f"{name}/{key}", value)
-    proc = start(["rosrun", "vla_edge", "inference_node", f"__name:={name[1:]}"], logdir / f"inference_{rate:g}.log")
+    proc = launching.ProcessGroup(["rosrun", "vla_edge", "inference_node", f"__name:={name[1:]}"],
+                                  logdir / f"inference_{rate:g}.log")
     try:
-        if not wait(lambda: probe.stats is not None, 120.0):
-            raise RuntimeError(f"inference_node did not come up at {rate} Hz (see {logdir})")
+        wait(lambda: probe.stats is not None, 120.0, f"inference_node at {rate:g} Hz (see {logdir})")
         pid = node_pid(name)
         tasks.publish(String(data="standby"))
         time.sleep(0.3)
@@ -150,13 +149,13 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
         probe.reset()
         t0, c0 = time.monotonic(), cpu_ticks(pid)
         time.sleep(args.duration)
-        wait(lambda: probe.stats is not None and probe.perf is not None, 3.0)
+        wait(lambda: probe.stats is not None and probe.perf is not None, 3.0, "fresh statistics")
         elapsed, ticks = time.monotonic() - t0, cpu_ticks(pid) - c0
         stats, perf, rss = probe.stats, probe.perf, rss_mb(pid)
         e2e = probe.end_to_end_ms()
         tasks.publish(String(data="standby"))
     finally:
-        stop(proc)
+        proc.stop()
         probe.stats = None
     fps = stats.fps
     return {
@@ -165,6 +164,7 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
         "forward_p50": stats.inference_ms_p50, "forward_p99": stats.inference_ms_p99,
         "preprocess_p99": perf["preprocess_ms_p99"],
         "stale_p50": perf["image_age_ms_p50"], "stale_p99": perf["image_age_ms_p99"],
+        "e2e_n": int(e2e.size),
         "e2e_p50": float(np.percentile(e2e, 50)) if e2e.size else float("nan"),
         "e2e_p99": float(np.percentile(e2e, 99)) if e2e.size else float("nan"),
         "cpu": 100.0 * ticks / CLK_TCK / elapsed, "rss": rss,
@@ -181,40 +181,38 @@ def main() -> int:
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
-    port = free_port()
-    os.environ["ROS_MASTER_URI"] = f"http://127.0.0.1:{port}"
     logdir = Path(tempfile.mkdtemp(prefix="vla_bench_inference_"))
-    sim = start(["roslaunch", "-p", str(port), "vla_deployment", "sim.launch"], logdir / "sim.log")
+    sim, uri = launching.roslaunch("vla_deployment", "sim.launch", {}, logdir / "sim.log")
+    os.environ["ROS_MASTER_URI"] = uri
     robot = None
     results = []
     try:
-        if not wait(rosgraph.is_master_online, 30.0):
-            raise RuntimeError("no ROS master")
-        robot = start(["roslaunch", "vla_deployment", "robot.launch", "enable_inference:=false",
-                       "enable_health:=false"], logdir / "robot.log")
+        wait(rosgraph.is_master_online, 30.0, "the ROS master")
+        robot = launching.ProcessGroup(["roslaunch", "vla_deployment", "robot.launch", "enable_inference:=false",
+                                        "enable_health:=false"], logdir / "robot.log")
         rospy.init_node("bench", disable_signals=True)
         probe = Probe()
-        tasks = rospy.Publisher("task_command", String, queue_size=10)
+        tasks = rospy.Publisher(names.TASK_COMMAND, String, queue_size=10)
         for rate in rates:
             print(f"  measuring {rate:g} Hz for {args.duration:g} s ...", file=sys.stderr, flush=True)
             results.append(run_rate(rate, args, probe, tasks, logdir))
     finally:
-        for proc in (robot, sim):
-            if proc is not None:
-                stop(proc)
+        for group in (robot, sim):
+            if group is not None:
+                group.stop()
 
     print(f"\ninference_node with {Path(args.model).name}, {os.cpu_count()} cores, sim + safety running, "
           f"{args.duration:g} s per rate")
     head = (f"{'rate Hz':>7} {'actions/s':>9} {'overhead p50/p99 ms':>19} {'forward p50/p99 ms':>18} "
-            f"{'staleness p50/p99 ms':>20} {'e2e stamp->cmd_vel p50/p99 ms':>29} {'CPU %':>6} {'RSS MB':>7} "
+            f"{'staleness p50/p99 ms':>20} {'frame -> safety cmd_vel p50/p99 ms':>29} {'CPU %':>6} {'RSS MB':>7} "
             f"{'stale':>5} {'starved':>7} sustained")
     print(head)
     print("-" * len(head))
     for r in results:
         print(f"{r['rate']:7g} {r['fps']:9.2f} {r['overhead_p50']:9.2f} /{r['overhead_p99']:7.2f} "
               f"{r['forward_p50']:8.2f} /{r['forward_p99']:7.2f} {r['stale_p50']:10.1f} /{r['stale_p99']:7.1f} "
-              f"{r['e2e_p50']:16.1f} /{r['e2e_p99']:9.1f} {r['cpu']:6.1f} {r['rss']:7.0f} {r['stale']:5d} "
-              f"{r['starved']:7d} {'yes' if r['sustained'] else 'no'}")
+              f"{r['e2e_p50']:11.1f} /{r['e2e_p99']:6.1f} n={r['e2e_n']:<4d} {r['cpu']:6.1f} {r['rss']:7.0f} "
+              f"{r['stale']:5d} {r['starved']:7d} {'yes' if r['sustained'] else 'no'}")
     best = max((r["rate"] for r in results if r["sustained"]), default=0.0)
     print(f"highest sustained control rate: {best:g} Hz")
     return 0 if results and results[0]["sustained"] else 1
