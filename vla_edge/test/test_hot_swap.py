@@ -54,9 +54,9 @@ class HotSwap(unittest.TestCase):
         versions = [m.model_version for m in actions.snapshot()]
         first_new = versions.index("test-2")
         self.assertNotIn("test-1", versions[first_new:], "the old model acted after the swap")
-        self.assertEqual(new_first.chunk_index, 0)
         for key in MISSED:
             self.assertEqual(after[key], before[key], f"{key} grew across the swap: {before[key]} -> {after[key]}")
+        self.assertEqual(new_first.chunk_index, 0, "the new policy's first step did not run on its own chunk")
 
 
 if __name__ == "__main__":

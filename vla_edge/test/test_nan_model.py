@@ -12,7 +12,7 @@ from std_msgs.msg import String
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, InferenceStats
 
-REFUSED_OUTPUTS = 10
+FORWARD_PASSES = 10
 
 
 class NanModel(unittest.TestCase):
@@ -26,13 +26,15 @@ class NanModel(unittest.TestCase):
         cam = Camera("rgb8").start()
         try:
             tasks.publish(String(data="go to the red cube"))
-            errors = stats.wait_for(lambda m: m.error_count >= REFUSED_OUTPUTS, 60.0,
-                                    f"{REFUSED_OUTPUTS} refused model outputs")
+            counted = stats.wait_for(lambda m: m.inference_count >= FORWARD_PASSES, 60.0,
+                                     f"{FORWARD_PASSES} forward passes")
         finally:
             cam.stop()
-        self.assertEqual(errors.action_count, 0)
         self.assertEqual(len(cmds.snapshot()), 0, "a NaN chunk reached cmd_vel_vla")
         self.assertEqual(len(actions.snapshot()), 0)
+        self.assertEqual(counted.action_count, 0)
+        # the worker counts a forward pass before the control step collects (and counts) its refused output
+        self.assertGreaterEqual(counted.error_count, counted.inference_count - 1, "NaN outputs were not counted")
         entry = logs.wait_for(lambda m: json_forms.LOGS.parse(m.data).get("error_type") == "non_finite_output",
                               10.0, "a vla_logs error entry for the NaN output")
         doc = json_forms.LOGS.parse(entry.data)

@@ -22,7 +22,7 @@ class StepScheduler:
         self._lock = threading.Lock()
 
     def on_frame(self, now_s: float) -> bool:
-        """A frame arrived at now_s (monotonic); True when a control step should run on it now."""
+        """A frame arrived at now_s (ROS time in the node); True when a control step should run on it now."""
         with self._lock:
             if self._last_arrival is not None:
                 gap = min(max(now_s - self._last_arrival, 0.0), 1.0)

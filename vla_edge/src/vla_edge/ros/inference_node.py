@@ -58,6 +58,8 @@ from vla_msgs.srv import SetMode, SetModeResponse
 LOG = logging.getLogger(__name__)
 BUFF_SIZE = 1 << 24  # larger than any camera frame or cloud this node takes, so rospy never queues old ones
 ERROR_LOG_PERIOD_S = 1.0  # rosout gets each kind of loop error at most this often; vla_logs gets every one
+# A step waits at most ~inference_timeout (<= 1 s) on its chunk; a stop waits for it no longer than this.
+STOP_LOCK_TIMEOUT_S = 2.0
 CAMERA_TOPICS = (names.CAMERA_IMAGE, names.CAMERA_IMAGE_COMPRESSED)
 
 
@@ -159,7 +161,7 @@ class InferenceNode:
         if not self.controller.set_task(command):
             return
         if command.idle:
-            self.cmd_pub.publish(Twist())  # halt now; the next control step repeats it, then silence
+            self._stop_now()
         text = "standby" if command.idle else repr(command.description)
         LOG.info("task: %s%s", text, f" (id {command.task_id})" if command.task_id else "")
 
@@ -195,6 +197,19 @@ class InferenceNode:
             self._load_lock.release()
 
     # ---- control step ----
+    def _stop_now(self) -> None:
+        """Runs the control step that publishes the one zero command at once. Under the step lock, so that
+        a step still in flight publishes its (moving) action before the zero, never after it."""
+        if not self._step_lock.acquire(timeout=STOP_LOCK_TIMEOUT_S):
+            self.cmd_pub.publish(Twist())  # a step is stuck: halt anyway; that step's STOP repeats it
+            return
+        try:
+            self._step(time.perf_counter())
+        except rospy.ROSException as exc:
+            rospy.logwarn_throttle(1.0, f"stop not published: {exc}")
+        finally:
+            self._step_lock.release()
+
     def _on_tick(self, _event) -> None:
         if self.scheduler.on_timer(rospy.get_time()):
             self._run_step(time.perf_counter())
