@@ -1,5 +1,5 @@
 """What the simulated world is made of: its tunables, objects and robots, and the distances that define
-the task (reaching a target, the safety clearance, the dock). Plain data and geometry, no numpy arrays.
+the task (reaching a target, the safety clearance, the dock). Plain data and point geometry.
 """
 
 from __future__ import annotations
