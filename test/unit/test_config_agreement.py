@@ -22,6 +22,7 @@ MIRRORS = {
     "inference.yaml": ("vla_edge.config", "InferenceConfig"),
     "sim.yaml": ("vla_sim.config", "SimNodeConfig"),
     "health.yaml": ("vla_monitoring.health", "HealthConfig"),
+    "dashboard.yaml": ("vla_monitoring.dashboard", "DashboardConfig"),
 }
 
 
