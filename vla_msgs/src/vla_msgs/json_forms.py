@@ -19,6 +19,7 @@ from vla_msgs import names
 from vla_msgs.states import (
     MAINTENANCE_TASKS,
     AlertLevel,
+    AlertState,
     HealthLevel,
     LogType,
     RobotState,
@@ -177,6 +178,9 @@ LOGS = JsonForm(names.LOGS_JSON, (Field("type", STR, choices=_values(LogType)),)
 ALERTS = JsonForm(names.ALERTS_JSON, (
     Field("level", STR, choices=_names(AlertLevel)), Field("type", STR), Field("message", STR),
     Field("value", NUM, nullable=True),
+    # alert_node's events: which alert (type, or type:subject), firing or resolved, for which robot
+    Field("alert_id", STR, required=False), Field("state", STR, required=False, choices=_values(AlertState)),
+    Field("robot_id", STR, required=False),
 ))
 
 SIM_STATE = JsonForm(names.SIM_STATE, (Field("robots", OBJ), Field("objects", LIST)))

@@ -59,6 +59,12 @@ class InferenceMode(StrEnum):
     HYBRID = "hybrid"
 
 
+class AlertState(StrEnum):
+    """`state` of a vla_alerts event: an alert starts (or repeats) firing, or it resolved."""
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
 class LogType(StrEnum):
     """`type` of a vla_logs entry."""
     INFERENCE = "inference"
