@@ -12,10 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from vla_msgs.states import AlertLevel, LogType
+from vla_msgs.states import AlertLevel, AlertState, LogType
 
-# Alert event states on vla_alerts (a missing state is a firing event, as the seed sent).
-FIRING, RESOLVED = "firing", "resolved"
 # Label values that come from the wire are capped so a flood of made-up names cannot grow the registry.
 MAX_LABEL_VALUES = 200
 _RESOURCE_RATIOS = (("cpu_percent", "cpu"), ("memory_percent", "memory"), ("disk_percent", "disk"),
@@ -132,16 +130,12 @@ class Exporter:
         self._components.replace({(name,): 1.0 if up else 0.0 for name, up in components.items()})
 
     def alert(self, doc: Mapping[str, Any]) -> None:
-        """A parsed vla_alerts event: firing sets its series, resolved removes it. Raises ValueError for a
-        state other than firing or resolved."""
-        state = doc.get("state", FIRING)
-        if state not in (FIRING, RESOLVED):
-            raise ValueError(f"alert state must be {FIRING} or {RESOLVED}, got {state!r:.40}")
-        key = doc.get("rule") or doc["type"]
-        if not isinstance(key, str):
-            raise ValueError(f"alert rule must be a string, got {key!r:.40}")
+        """A vla_alerts event parsed by json_forms.ALERTS: firing sets the series of its alert_id (its type
+        when it has none), resolved removes it; a missing state is a firing event, as the seed sent."""
+        state = AlertState(doc.get("state") or AlertState.FIRING)  # ValueError for a state the form lacks
+        key = doc.get("alert_id") or doc["type"]
         self.alerts_active.pop(key, None)
-        if state == FIRING:
+        if state is AlertState.FIRING:
             self.alerts_active[key] = AlertLevel[doc["level"]].name
             while len(self.alerts_active) > MAX_LABEL_VALUES:
                 self.alerts_active.pop(next(iter(self.alerts_active)))

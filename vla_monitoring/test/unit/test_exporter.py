@@ -93,13 +93,13 @@ def test_safety_health_and_stats_gauges():
 def test_alerts_fire_and_resolve_by_rule():
     e = make()
     e.alert({"level": "WARNING", "type": "high_cpu", "message": "m", "value": 95.0, "timestamp": 1.0})
-    e.alert({"level": "CRITICAL", "type": "emergency_stop", "rule": "estop", "state": "firing", "timestamp": 1.0,
-             "message": "m", "value": 1.0})
+    e.alert({"level": "CRITICAL", "type": "emergency_stop", "alert_id": "estop", "state": "firing",
+             "timestamp": 1.0, "message": "m", "value": 1.0})
     s = samples(e)
     assert s[("vla_alert_active", (("alert", "high_cpu"), ("level", "WARNING")))] == 1
     assert s[("vla_alert_active", (("alert", "estop"), ("level", "CRITICAL")))] == 1
-    e.alert({"level": "CRITICAL", "type": "emergency_stop", "rule": "estop", "state": "resolved", "timestamp": 2.0,
-             "message": "m", "value": 0.0})
+    e.alert({"level": "CRITICAL", "type": "emergency_stop", "alert_id": "estop", "state": "resolved",
+             "timestamp": 2.0, "message": "m", "value": 0.0})
     s = samples(e)
     assert ("vla_alert_active", (("alert", "estop"), ("level", "CRITICAL"))) not in s
     assert ("vla_alert_active", (("alert", "high_cpu"), ("level", "WARNING"))) in s

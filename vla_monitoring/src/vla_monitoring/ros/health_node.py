@@ -9,7 +9,6 @@ pool, never in the timer thread.
 from __future__ import annotations
 
 import threading
-import xmlrpc.client
 from collections.abc import Callable
 
 import rosgraph
@@ -24,53 +23,13 @@ from vla_monitoring.probes import Probe, ProbeRunner, check_cloud
 from vla_monitoring.ros.callbacks import counted_callback
 from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.master import check_master, ping_node
 from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, ComponentHealth, HealthStatus, InferenceStats
 
 _DIAG_LEVEL = {HealthLevel.HEALTHY: OK, HealthLevel.DEGRADED: WARN, HealthLevel.CRITICAL: ERROR}
 _BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)
-
-
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """XML-RPC transport with a connect/read timeout, so a hung peer cannot hang a probe."""
-
-    def __init__(self, timeout_s: float):
-        super().__init__()
-        self._timeout_s = timeout_s
-
-    def make_connection(self, host):
-        conn = super().make_connection(host)
-        conn.timeout = self._timeout_s
-        return conn
-
-
-def _proxy(uri: str, timeout_s: float) -> xmlrpc.client.ServerProxy:
-    # A fresh proxy per call: ServerProxy is not thread-safe, and probes run concurrently.
-    return xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout_s))
-
-
-def check_master(master_uri: str, caller_id: str, timeout_s: float) -> tuple[bool, str]:
-    try:
-        code, msg, _pid = _proxy(master_uri, timeout_s).getPid(caller_id)
-    except (OSError, xmlrpc.client.Error) as exc:
-        return False, f"master {master_uri} unreachable: {exc}"
-    return (True, "") if code == 1 else (False, f"master getPid failed: {msg}")
-
-
-def ping_node(master_uri: str, caller_id: str, node: str, timeout_s: float) -> tuple[bool, str]:
-    """Like `rosnode ping`: looks the node up on the master and asks the node for its pid."""
-    try:
-        code, msg, uri = _proxy(master_uri, timeout_s).lookupNode(caller_id, node)
-    except (OSError, xmlrpc.client.Error) as exc:
-        return False, f"master unreachable: {exc}"
-    if code != 1:
-        return False, f"not registered with the master ({msg})"
-    try:
-        code, msg, _pid = _proxy(uri, timeout_s).getPid(caller_id)
-    except (OSError, xmlrpc.client.Error) as exc:
-        return False, f"registered at {uri} but not answering: {exc}"
-    return (True, "") if code == 1 else (False, f"getPid failed: {msg}")
 
 
 def make_probes(cfg: HealthConfig, master_uri: str, caller_id: str,
