@@ -11,7 +11,7 @@ inference node) once, then runs inference_node with that ~control_rate for --dur
   output that forwards that action (matched by the requested twist in vla/safety_status, published
   right after that cmd_vel), both received here and timed on the wall clock, whatever clock the
   nodes run on (sim.launch sets /use_sim_time);
-- CPU (% of one core) and resident memory of the inference node (/proc);
+- CPU (% of one core) and resident memory of the inference node, CPU of the safety node (/proc);
 - sustained rate: actions per second / requested rate, with stale and starved steps.
 Usage: python bench/bench_inference.py [--rates 10,20,30,50] [--duration 30] [--model PATH]
 """
@@ -141,16 +141,17 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
                                   logdir / f"inference_{rate:g}.log")
     try:
         wait(lambda: probe.stats is not None, 120.0, f"inference_node at {rate:g} Hz (see {logdir})")
-        pid = node_pid(name)
+        pid, safety_pid = node_pid(name), node_pid(f"/{names.SAFETY_NODE}")
         tasks.publish(String(data="standby"))
         time.sleep(0.3)
         tasks.publish(String(data=f"go to the {args.target}"))
         time.sleep(2.0)  # first chunk, steady state
         probe.reset()
-        t0, c0 = time.monotonic(), cpu_ticks(pid)
+        t0, c0, s0 = time.monotonic(), cpu_ticks(pid), cpu_ticks(safety_pid)
         time.sleep(args.duration)
         wait(lambda: probe.stats is not None and probe.perf is not None, 3.0, "fresh statistics")
         elapsed, ticks = time.monotonic() - t0, cpu_ticks(pid) - c0
+        safety_ticks = cpu_ticks(safety_pid) - s0
         stats, perf, rss = probe.stats, probe.perf, rss_mb(pid)
         e2e = probe.end_to_end_ms()
         tasks.publish(String(data="standby"))
@@ -167,7 +168,7 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
         "e2e_n": int(e2e.size),
         "e2e_p50": float(np.percentile(e2e, 50)) if e2e.size else float("nan"),
         "e2e_p99": float(np.percentile(e2e, 99)) if e2e.size else float("nan"),
-        "cpu": 100.0 * ticks / CLK_TCK / elapsed, "rss": rss,
+        "cpu": 100.0 * ticks / CLK_TCK / elapsed, "rss": rss, "safety_cpu": 100.0 * safety_ticks / CLK_TCK / elapsed,
         "stale": stats.stale_frames, "starved": perf["starved_steps"],
     }
 
@@ -205,6 +206,7 @@ def main() -> int:
           f"{args.duration:g} s per rate")
     head = (f"{'rate Hz':>7} {'actions/s':>9} {'overhead p50/p99 ms':>19} {'forward p50/p99 ms':>18} "
             f"{'staleness p50/p99 ms':>20} {'frame -> safety cmd_vel p50/p99 ms':>29} {'CPU %':>6} {'RSS MB':>7} "
+            f"{'safety CPU %':>12} "
             f"{'stale':>5} {'starved':>7} sustained")
     print(head)
     print("-" * len(head))
@@ -212,6 +214,7 @@ def main() -> int:
         print(f"{r['rate']:7g} {r['fps']:9.2f} {r['overhead_p50']:9.2f} /{r['overhead_p99']:7.2f} "
               f"{r['forward_p50']:8.2f} /{r['forward_p99']:7.2f} {r['stale_p50']:10.1f} /{r['stale_p99']:7.1f} "
               f"{r['e2e_p50']:11.1f} /{r['e2e_p99']:6.1f} n={r['e2e_n']:<4d} {r['cpu']:6.1f} {r['rss']:7.0f} "
+              f"{r['safety_cpu']:12.1f} "
               f"{r['stale']:5d} {r['starved']:7d} {'yes' if r['sustained'] else 'no'}")
     best = max((r["rate"] for r in results if r["sustained"]), default=0.0)
     print(f"highest sustained control rate: {best:g} Hz")

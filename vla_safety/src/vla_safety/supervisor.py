@@ -22,6 +22,7 @@ from vla_safety.limits import ZERO_TWIST, AccelerationLimiter, CommandRejectedEr
 from vla_safety.watchdog import Watchdog
 
 LOG = logging.getLogger(__name__)
+TIME_RESOLUTION_S = 1e-6  # two times closer than this are the same instant
 
 SafetyState = states.SafetyState
 OK, LIMITED, STOPPED, EMERGENCY_STOP = (SafetyState.OK, SafetyState.LIMITED, SafetyState.STOPPED,
@@ -160,7 +161,10 @@ class SafetySupervisor:
         """
         if self._due_s is None or (self._last_output_s is not None and now_s < self._last_output_s):
             return 0.0
-        return self._due_s - now_s
+        wait_s = self._due_s - now_s
+        # The due time is a sum of periods: rounding can leave it a hair after a clock reading that means
+        # it, and a simulated clock would not move for that hair (the caller would spin until /clock ticks).
+        return 0.0 if wait_s < TIME_RESOLUTION_S else wait_s
 
     def _schedule(self, now_s: float) -> None:
         period = self.config.output_period_s
