@@ -22,6 +22,8 @@ MIRRORS = {
     "inference.yaml": ("vla_edge.config", "InferenceConfig"),
     "sim.yaml": ("vla_sim.config", "SimNodeConfig"),
     "health.yaml": ("vla_monitoring.health", "HealthConfig"),
+    "resources.yaml": ("vla_monitoring.resources", "ResourceConfig"),
+    "monitoring.yaml": ("vla_monitoring.metrics", "MonitoringConfig"),
     "dashboard.yaml": ("vla_monitoring.dashboard", "DashboardConfig"),
 }
 
