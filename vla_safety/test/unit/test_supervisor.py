@@ -342,16 +342,20 @@ def test_the_decision_is_the_vla_safety_status_form():
 
 def test_a_clock_that_advances_in_steps_keeps_the_least_rate_on_average():
     """Simulated time from /clock moves in steps (here 20 ms), so the output loop wakes late for a 50 ms
-    period; the next output is due a period after the last one was due, not after it went out."""
+    period; the next output is due a period after the last one was due, not after it went out, and a
+    due time that is a clock reading up to rounding is due at that reading (not one tick later)."""
     rig = Rig()
-    rig.sup.set_command(twist(0.2), rig.t)
-    clock_ticks = 100.0 + np.arange(0, 10.0, 0.02)
-    outputs = 0
-    for now in clock_ticks:
+    period_ms, tick_ms = round(1000 * rig.cfg.output_period_s), 20
+    outputs = []
+    for tick in range(1, 1001):  # 20 s of the simulator's clock, read as float seconds
+        now = tick * tick_ms / 1000.0
         rig.t = now
         rig.sensors()
         rig.sup.set_command(twist(0.2), now)  # feeds the watchdog only: no output for it here
-        if rig.sup.until_output_s(now) <= 1e-9:
+        if rig.sup.until_output_s(now) <= 0.0:  # as the node's output loop decides
             rig.sup.step(now)
-            outputs += 1
-    assert outputs == pytest.approx(10.0 * rig.cfg.output_rate, abs=2)
+            outputs.append(tick)
+    # the first output at tick 1 (20 ms), then at the first tick at or after each 20 + 50 k ms
+    expected = [-(-(tick_ms + k * period_ms) // tick_ms) for k in range(len(outputs))]
+    assert outputs == expected
+    assert len(outputs) == pytest.approx(20.0 * rig.cfg.output_rate, abs=1)
