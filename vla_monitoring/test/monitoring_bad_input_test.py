@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Garbage on each of monitoring_node's seven inputs: the node keeps running, counts every bad message under
+"""Garbage on each of monitoring_node's eight inputs: the node keeps running, counts every bad message under
 its topic (/diagnostics `inputs`, /metrics vla_monitoring_bad_input_total), and counts nothing else from it."""
 
 import json
@@ -23,6 +23,8 @@ def action_with(**fields) -> Action:
     return msg
 
 
+STATUS = {"timestamp": 1.0, "robot_id": "test_robot", "status": "busy", "position": [0, 0, 0], "battery": 80.0,
+          "current_task_id": "t1", "capabilities": []}
 ALERT = {"timestamp": 1.0, "level": "WARNING", "type": "high_cpu", "message": "m", "value": 95.0}
 def garbage() -> dict:
     """Per topic: its message type and the bad messages sent on it (built after init_node: stamps need ROS time)."""
@@ -41,6 +43,8 @@ def garbage() -> dict:
         {"timestamp": 1.0, "components": {"vision": "yes"}, "overall_status": True, "level": "healthy"}))]),
     names.ALERTS_JSON: (String, [String(data=json.dumps({**ALERT, "state": "maybe"})),
                                  String(data=json.dumps({**ALERT, "level": "PANIC"}))]),
+    names.ROBOT_STATUS_JSON: (String, [String(data=json.dumps({**STATUS, "status": "asleep"})),
+                                       String(data=json.dumps({**STATUS, "battery": None}))]),
     }
 
 

@@ -89,6 +89,7 @@ class MonitoringCountsTest(unittest.TestCase):
         self.assertEqual(value("vla_inference_latency_seconds", "vla_inference_latency_seconds_count"), INFERENCES)
         self.assertAlmostEqual(value("vla_inference_latency_seconds", "vla_inference_latency_seconds_sum"), 0.325)
         self.assertEqual(value("vla_task_active", "vla_task_active"), 1.0)
+        self.assertGreaterEqual(value("vla_action_gap_seconds", "vla_action_gap_seconds"), 0.0)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from vla_msgs.states import AlertLevel, AlertState, LogType
+from vla_msgs.states import AlertLevel, AlertState, LogType, RobotState
 
 # Label values that come from the wire are capped so a flood of made-up names cannot grow the registry.
 MAX_LABEL_VALUES = 200
@@ -46,7 +46,7 @@ class Exporter:
     """The series of one robot; update methods are thread-safe (prometheus_client locks each series)."""
 
     def __init__(self, robot_id: str, latency_buckets_s: Sequence[float], *, uptime_s: Callable[[], float],
-                 action_age_s: Callable[[], float]):
+                 action_age_s: Callable[[], float], action_gap_s: Callable[[], float]):
         self.robot_id = robot_id
         self.registry = CollectorRegistry(auto_describe=True)
         reg, rid, r = self.registry, ["robot_id"], robot_id
@@ -67,6 +67,8 @@ class Exporter:
               registry=reg).labels(r).set_function(uptime_s)
         Gauge("vla_last_action_age_seconds", "Time since the newest vla/action (since start when none yet)",
               rid, registry=reg).labels(r).set_function(action_age_s)
+        Gauge("vla_action_gap_seconds", "While a task runs, time without a vla/action (since the task began "
+              "when none came since); 0 while idle", rid, registry=reg).labels(r).set_function(action_gap_s)
         self.task_active = Gauge("vla_task_active", "1 while the policy has an instruction, else 0", rid,
                                  registry=reg).labels(r)
         self.control_rate = Gauge("vla_control_rate_hertz", "Actions per second reported by the inference node",
@@ -89,6 +91,8 @@ class Exporter:
         self._alerts = _LabelSet(Gauge("vla_alert_active", "1 for each alert firing now", [*rid, "alert", "level"],
                                        registry=reg), r)
         self.alerts_active: dict[str, str] = {}  # alert key -> level name
+        self._robot_state = Gauge("vla_robot_state", "1 for the state the robot agent reports on /robot_status, "
+                                  "0 for the others (no series before a report)", [*rid, "state"], registry=reg)
         for g in (self.safety_state, self.healthy, *self._resource.values()):
             g.set(math.nan)
         self._server = None
@@ -128,6 +132,12 @@ class Exporter:
     def health(self, overall: bool, components: Mapping[str, bool]) -> None:
         self.healthy.set(1.0 if overall else 0.0)
         self._components.replace({(name,): 1.0 if up else 0.0 for name, up in components.items()})
+
+    def robot_state(self, state: str) -> None:
+        """This robot's /robot_status `status` (ValueError for one RobotState does not name)."""
+        RobotState(state)
+        for s in RobotState:
+            self._robot_state.labels(self.robot_id, s.value).set(1.0 if s.value == state else 0.0)
 
     def alert(self, doc: Mapping[str, Any]) -> None:
         """A vla_alerts event parsed by json_forms.ALERTS: firing sets the series of its alert_id (its type

@@ -80,6 +80,7 @@ class MetricsCollector:
         self._actions = RateCounter(config.rate_window_s)
         self._errors = RateCounter(config.rate_window_s)
         self.last_action_s: float | None = None
+        self.task_started_s: float | None = None    # when the inference node's current task began
         self.stats: dict[str, Any] | None = None    # the inference node's newest vla/inference_stats
         self.safety: dict[str, Any] | None = None   # the newest safety status
 
@@ -115,6 +116,8 @@ class MetricsCollector:
     def note_stats(self, now_s: float, current_task: str, fps: float, mode: str, model_version: str) -> None:
         if not math.isfinite(fps) or fps < 0:
             raise ValueError(f"fps must be finite and >= 0, got {fps}")
+        if current_task and (self.stats is None or self.stats["current_task"] != current_task):
+            self.task_started_s = now_s
         self.stats = {"current_task": current_task, "fps": fps, "mode": mode, "model_version": model_version,
                       "received_s": now_s}
 
@@ -130,6 +133,14 @@ class MetricsCollector:
     def last_action_age_s(self, now_s: float) -> float:
         """Since the newest action, or since the collector started when none came yet."""
         return max(0.0, now_s - (self.last_action_s if self.last_action_s is not None else self.start_s))
+
+    def action_gap_s(self, now_s: float) -> float:
+        """While a task runs, the time without a vla/action (since the task began when none came since);
+        0 while idle. alert_node's `activity.action_gap_s`, computed the same way."""
+        if not self.task_active or self.task_started_s is None:
+            return 0.0
+        since = self.task_started_s if self.last_action_s is None else max(self.task_started_s, self.last_action_s)
+        return max(0.0, now_s - since)
 
     def error_rate(self, now_s: float) -> float:
         """Errors per inference over the rate window, 0..1 (errors without any inference count as 1)."""
@@ -156,6 +167,7 @@ class MetricsCollector:
             "action_rate_hz": round(self._actions.rate(now_s), 3),
             "error_rate": round(self.error_rate(now_s), 4),
             "last_action_age_s": None if self.last_action_s is None else round(now_s - self.last_action_s, 3),
+            "action_gap_s": round(self.action_gap_s(now_s), 3),
             "task_active": self.task_active,
             "current_task": stats["current_task"] if stats else None,
             "control_rate_hz": round(stats["fps"], 3) if stats else None,

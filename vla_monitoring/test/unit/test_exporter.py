@@ -12,7 +12,8 @@ from vla_msgs.states import SafetyState
 
 
 def make(robot_id: str = "robot_7") -> Exporter:
-    return Exporter(robot_id, LATENCY_BUCKETS_S, uptime_s=lambda: 12.5, action_age_s=lambda: 0.25)
+    return Exporter(robot_id, LATENCY_BUCKETS_S, uptime_s=lambda: 12.5, action_age_s=lambda: 0.25,
+                    action_gap_s=lambda: 2.5)
 
 
 def samples(exporter: Exporter) -> dict[tuple[str, tuple], float]:
@@ -34,7 +35,7 @@ def test_names_follow_prometheus_conventions():
             "vla_inference_latency_seconds_sum", "vla_inference_latency_seconds_count", "vla_cpu_usage_ratio",
             "vla_memory_usage_ratio", "vla_disk_usage_ratio", "vla_gpu_usage_ratio", "vla_gpu_memory_usage_ratio",
             "vla_safety_state", "vla_emergency_stop", "vla_healthy", "vla_uptime_seconds",
-            "vla_last_action_age_seconds", "vla_task_active", "vla_control_rate_hertz",
+            "vla_last_action_age_seconds", "vla_action_gap_seconds", "vla_task_active", "vla_control_rate_hertz",
             "vla_log_entries_total"} <= names
 
 
@@ -56,6 +57,7 @@ def test_counts_and_latency_histogram_in_seconds():
     assert s[("vla_inference_latency_seconds_bucket", (("le", "0.05"),))] == 3
     assert s[("vla_inference_latency_seconds_bucket", (("le", "+Inf"),))] == 4
     assert s[("vla_uptime_seconds", ())] == 12.5 and s[("vla_last_action_age_seconds", ())] == 0.25
+    assert s[("vla_action_gap_seconds", ())] == 2.5
 
 
 def test_resources_as_ratios_nan_without_gpu_and_nodes_that_come_and_go():
@@ -88,6 +90,17 @@ def test_safety_health_and_stats_gauges():
     assert s[("vla_task_active", ())] == 1 and s[("vla_control_rate_hertz", ())] == pytest.approx(9.8)
     e.health(True, {"vision": True})
     assert ("vla_health_component_up", (("component", "action"),)) not in samples(e)
+
+
+def test_robot_state_is_one_hot_after_the_first_report():
+    e = make()
+    assert not [k for k in samples(e) if k[0] == "vla_robot_state"]
+    e.robot_state("busy")
+    e.robot_state("offline")
+    s = {k[1][0][1]: v for k, v in samples(e).items() if k[0] == "vla_robot_state"}
+    assert s == {"available": 0, "busy": 0, "charging": 0, "error": 0, "offline": 1}
+    with pytest.raises(ValueError):
+        e.robot_state("asleep")
 
 
 def test_alerts_fire_and_resolve_by_rule():

@@ -96,9 +96,25 @@ def test_last_action_age_task_and_safety():
     assert m["last_action_age_s"] == 0.5 and c.last_action_age_s(104.5) == 0.5
     assert m["task_active"] and m["current_task"] == "go to the red cube" and m["control_rate_hz"] == 9.5
     assert m["safety"] == {"status": "LIMITED", "reason": "obstacle 0.4 m", "emergency_stop": False}
+    assert c.action_gap_s(104.5) == 0.5
     c.note_stats(105.0, "", 0.0, "edge", "2.0.0")
-    assert not c.metrics(105.0)["task_active"]
+    assert not c.metrics(105.0)["task_active"] and c.action_gap_s(105.0) == 0.0
     json.dumps(m, allow_nan=False)
+
+
+def test_action_gap_counts_from_the_task_start_or_the_newest_action():
+    c = collector()
+    c.note_action(101.0)
+    assert c.action_gap_s(150.0) == 0.0  # idle: no gap however long ago the last action was
+    c.note_stats(200.0, "go to the red cube", 0.0, "edge", "v")
+    assert c.action_gap_s(201.5) == 1.5  # since the task began, not since the old action
+    c.note_stats(201.0, "go to the red cube", 0.0, "edge", "v")  # the same task again: no new start
+    assert c.action_gap_s(202.5) == 2.5
+    c.note_action(202.0)
+    assert c.action_gap_s(202.5) == 0.5
+    c.note_stats(203.0, "go to the blue ball", 0.0, "edge", "v")
+    assert c.action_gap_s(204.0) == 1.0
+    assert c.metrics(204.0)["action_gap_s"] == 1.0
 
 
 def test_bad_values_are_refused():

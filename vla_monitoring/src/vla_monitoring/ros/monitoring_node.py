@@ -2,7 +2,8 @@
 
 Feeds vla/action, vla/inference_stats, vla_logs and vla/safety_status into MetricsCollector; writes
 every valid vla_logs entry to the LogArchive through its writer thread; updates the Exporter from
-those and from vla_resources, vla_health and vla_alerts. Time is ROS time (windows, rates, uptime).
+those and from vla_resources, vla_health, vla_alerts and this robot's /robot_status. Time is ROS time
+(windows, rates, uptime).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from vla_msgs.msg import Action, InferenceStats, SafetyStatus
 
 _BAD_INPUT = (ValueError, TypeError, KeyError, AttributeError, UnicodeError)
 INPUTS = (names.ACTION, names.INFERENCE_STATS, names.LOGS_JSON, names.SAFETY_STATUS, names.RESOURCES_JSON,
-          names.HEALTH_JSON, names.ALERTS_JSON)
+          names.HEALTH_JSON, names.ALERTS_JSON, names.ROBOT_STATUS_JSON)
 _DAY_S = 86400.0
 
 
@@ -59,7 +60,8 @@ class MonitoringNode:
         self.collector = MetricsCollector(config, self.clock())
         self.exporter = Exporter(config.robot_id, config.latency_buckets_s,
                                  uptime_s=lambda: max(0.0, self.clock() - self.collector.start_s),
-                                 action_age_s=lambda: self.collector.last_action_age_s(self.clock()))
+                                 action_age_s=lambda: self.collector.last_action_age_s(self.clock()),
+                                 action_gap_s=lambda: self.collector.action_gap_s(self.clock()))
         self.bad = _ExportedBadInput(self.exporter)
         self.exporter_error = ""
         try:
@@ -91,6 +93,7 @@ class MonitoringNode:
         rospy.Subscriber(names.RESOURCES_JSON, String, self._on_resources, queue_size=5)
         rospy.Subscriber(names.HEALTH_JSON, String, self._on_health, queue_size=5)
         rospy.Subscriber(names.ALERTS_JSON, String, self._on_alert, queue_size=100)
+        rospy.Subscriber(names.ROBOT_STATUS_JSON, String, self._on_robot_status, queue_size=50)
         self.timer = rospy.Timer(rospy.Duration(1.0 / config.publish_rate), self._on_tick)
         rospy.on_shutdown(self.close)
 
@@ -144,6 +147,12 @@ class MonitoringNode:
     @counted_callback(names.ALERTS_JSON, _BAD_INPUT)
     def _on_alert(self, msg: String) -> None:
         self.exporter.alert(json_forms.ALERTS.parse(msg.data))
+
+    @counted_callback(names.ROBOT_STATUS_JSON, _BAD_INPUT)
+    def _on_robot_status(self, msg: String) -> None:
+        doc = json_forms.ROBOT_STATUS.parse(msg.data)
+        if doc["robot_id"] == self.cfg.robot_id:  # a fleet-wide topic: the other robots' are theirs
+            self.exporter.robot_state(doc["status"])
 
     # ---------------------------------------------------------------- output
     def _on_tick(self, _event: rospy.timer.TimerEvent) -> None:
