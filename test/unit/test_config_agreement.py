@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from vla_monitoring.alert_rules import default_rules, load_rule_file, rule_fields
 from vla_monitoring.config import yaml_mismatches
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -25,11 +26,25 @@ MIRRORS = {
     "resources.yaml": ("vla_monitoring.resources", "ResourceConfig"),
     "monitoring.yaml": ("vla_monitoring.metrics", "MonitoringConfig"),
     "dashboard.yaml": ("vla_monitoring.dashboard", "DashboardConfig"),
+    "alert.yaml": ("vla_monitoring.alerts", "AlertConfig"),
+}
+# config files that are not one node's parameters, each checked on its own
+NOT_PARAMETERS = {
+    "alerts.yaml": "alert_node's rule file: test_alert_rules_mirror_the_defaults",
+    "diagnostic_analyzers.yaml": "aggregator_node's analyzers: test/diagnostics_aggregator.test",
 }
 
 
 def test_every_config_file_has_its_dataclass():
-    assert sorted(p.name for p in CONFIG.glob("*.yaml")) == sorted(MIRRORS)
+    assert sorted(p.name for p in CONFIG.glob("*.yaml")) == sorted([*MIRRORS, *NOT_PARAMETERS])
+
+
+def test_alert_rules_mirror_the_defaults():
+    """config/alerts.yaml (what robot.launch gives alert_node) says what the built-in default rules say."""
+    def by_name(rules):
+        return {r.name: rule_fields(r.rule) for r in rules}
+
+    assert by_name(load_rule_file(CONFIG / "alerts.yaml")) == by_name(default_rules())
 
 
 @pytest.mark.parametrize("name", sorted(MIRRORS))
