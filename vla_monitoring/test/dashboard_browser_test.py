@@ -15,6 +15,7 @@ from pathlib import Path
 import rospkg
 import rospy
 import rostest
+from diagnostic_msgs.msg import DiagnosticArray
 from selenium.webdriver.common.by import By
 from std_msgs.msg import String
 from vla_monitoring.browser import open_chromium, screenshot_page, set_color_scheme
@@ -95,6 +96,8 @@ class DashboardBrowserTest(unittest.TestCase):
     def setUpClass(cls):
         cls.url = rospy.get_param("~url")
         cls.results = Path(rospkg.get_test_results_dir()) / "vla_monitoring"
+        cls.diag: dict[str, tuple[str, dict[str, str]]] = {}  # task -> (message, key/values)
+        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, cls._on_diag)
         cls.feeder = Feeder()
         cls.feeder.wait_connected()
         threading.Thread(target=cls.feeder.run, daemon=True).start()
@@ -111,6 +114,12 @@ class DashboardBrowserTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.driver.quit()
         cls.profile.cleanup()
+
+    @classmethod
+    def _on_diag(cls, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith("dashboard_node: "):
+                cls.diag[status.name.split(": ", 1)[1]] = (status.message, {kv.key: kv.value for kv in status.values})
 
     @classmethod
     def _serving(cls) -> bool:
@@ -163,7 +172,7 @@ class DashboardBrowserTest(unittest.TestCase):
 
     def publish_alert(self, robot: str, state: str) -> None:
         self.feeder.pubs[robot][names.ALERTS_JSON].publish(String(data=json_forms.ALERTS.build(
-            timestamp=rospy.get_time(), level="ERROR", type="error_rate", rule="error_rate_high", state=state,
+            timestamp=rospy.get_time(), level="ERROR", type="error_rate", alert_id="error_rate_high", state=state,
             message="error rate 15 % above 10 %" if state == "firing" else "error rate back to 2 %",
             value=0.15 if state == "firing" else 0.02)))
 
@@ -233,6 +242,11 @@ class DashboardBrowserTest(unittest.TestCase):
         counts = self.js("return window.vlaDashboard.snapshot().bad_input.by_source")
         for topic in [*topics, f"/robot_1/{names.INFERENCE_STATS}"]:
             self.assertGreaterEqual(counts.get(topic, 0), 2 if "inference" in topic else len(garbage), topic)
+        source = f"/robot_1/{names.METRICS_JSON}"
+        self.wait_page(lambda: int(self.diag.get("inputs", ("", {}))[1].get(f"dropped {source}", 0)) >= len(garbage),
+                       "the dropped inputs on /diagnostics")
+        self.assertTrue(self.diag["inputs"][1][f"last bad {source}"].startswith(f"{names.METRICS_JSON}: "))
+        self.assertEqual(self.diag["dashboard"][0], f"serving {self.url}")
         self.wait_changes(("now", "cpu_percent"))  # still serving, still fed
         self.assertEqual(self.js("return window.__loadedOnce"), "yes", "the page was reloaded")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vla_msgs.states import AlertLevel, HealthLevel, SafetyState
+from vla_msgs.states import AlertLevel, AlertState, HealthLevel, SafetyState
 
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.config import ConfigError, param
@@ -31,8 +31,6 @@ SERIES: tuple[str, ...] = ("latency_ms_p50", "latency_ms_p99", "fps", "error_rat
                            "memory_percent", "gpu_percent", "gpu_memory_percent")
 RESOURCE_FIELDS: tuple[str, ...] = ("cpu_percent", "memory_percent", "disk_percent", "gpu_percent",
                                     "gpu_memory_percent")
-# The `state` of an alert event (vla_alerts): a missing state is a firing event, as the seed sent.
-FIRING, RESOLVED = "firing", "resolved"
 # A relative or absolute ROS namespace.
 _NAMESPACE = re.compile(r"^/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
 # A clock that goes back by more than this (a restarted simulator) starts the series over.
@@ -258,20 +256,16 @@ class DashboardState:
         self._update(robot_id, now, lambda robot: setattr(robot, "health", _Latest(doc, now)))
 
     def alert(self, robot_id: str, text: str, now: float) -> None:
-        """One vla_alerts event: firing (kept active under its rule, or its type) or resolved (removed)."""
-        doc = json_forms.ALERTS.parse(text)
-        state = doc.get("state", FIRING)
-        if state not in (FIRING, RESOLVED):
-            raise json_forms.ProtocolError(f"{json_forms.ALERTS.topic}: state must be {FIRING} or {RESOLVED}, "
-                                           f"got {state!r:.40}")
-        key = doc.get("rule") or doc["type"]
-        if not isinstance(key, str):
-            raise json_forms.ProtocolError(f"{json_forms.ALERTS.topic}: rule must be a string")
-        event = {**doc, "state": state, "key": key, "received": now}
+        """One vla_alerts event: firing (kept active under its alert_id, or its type when the sender names
+        none, as the seed's events did) or resolved (removed); a missing state is a firing event."""
+        doc = json_forms.ALERTS.parse(text)  # checks state's choices too
+        state = AlertState(doc.get("state", AlertState.FIRING))
+        key = doc.get("alert_id") or doc["type"]
+        event = {**doc, "state": state.value, "key": key, "received": now}
 
         def apply(robot: _Robot) -> None:
             robot.recent_alerts.appendleft(event)
-            if state == RESOLVED:
+            if state is AlertState.RESOLVED:
                 robot.active_alerts.pop(key, None)
                 return
             robot.active_alerts.pop(key, None)

@@ -196,7 +196,7 @@ def test_unknown_latency_is_none_and_stale_values_are_marked():
 def test_alert_fires_is_listed_and_resolves():
     state = make(recent_alerts=3)
     state.alert(R1, alert("high_cpu"), 1.0)
-    state.alert(R1, alert("estop", level="CRITICAL", rule="estop_latched"), 2.0)
+    state.alert(R1, alert("estop", level="CRITICAL", alert_id="estop_latched"), 2.0)
     state.alert(R1, alert("high_cpu", value=97.0), 3.0)  # repeat while it holds: still one active
     active = state.snapshot(4.0)["robots"][R1]["alerts"]["active"]
     assert [a["key"] for a in active] == ["high_cpu", "estop_latched"] and active[0]["value"] == 97.0
