@@ -32,17 +32,19 @@ class MonotonicClock:
 class PolledClock:
     """Any clock given as a function (ROS time): waits on the event in short slices, checking the clock between.
 
-    A clock that stops (a paused or dead simulator) would hold a wait for ever; `wall_factor` bounds
-    each wait to that many times its timeout in wall time (at least `min_wall_s`), after which it
-    ends as a timeout.
+    With `wall_time` (ROS time without /use_sim_time is wall time) a wait needs no slices: the event is
+    waited on until the deadline at once, so a robot pays no polling. A clock that stops (a paused or
+    dead simulator) would hold a wait for ever; `wall_factor` bounds each wait to that many times its
+    timeout in wall time (at least `min_wall_s`), after which it ends as a timeout.
     """
 
     def __init__(self, now: Callable[[], float], poll_s: float = 0.002, wall_factor: float = 20.0,
-                 min_wall_s: float = 2.0):
+                 min_wall_s: float = 2.0, wall_time: bool = False):
         self._now = now
         self._poll_s = poll_s
         self._wall_factor = wall_factor
         self._min_wall_s = min_wall_s
+        self._wall_time = wall_time
 
     def now(self) -> float:
         return self._now()
@@ -56,5 +58,5 @@ class PolledClock:
             remaining = deadline - self._now()
             if remaining <= 0 or time.monotonic() > wall_end:
                 return event.is_set()
-            if event.wait(min(remaining, self._poll_s)):
+            if event.wait(remaining if self._wall_time else min(remaining, self._poll_s)):
                 return True

@@ -36,3 +36,17 @@ def test_a_stopped_clock_is_bounded_in_wall_time():
     now = _SteppedTime(0.0)  # a dead simulator: time never moves
     assert PolledClock(now, poll_s=0.001, wall_factor=1.0, min_wall_s=0.05).wait(threading.Event(), 0.01) is False
     assert now.reads > 1
+
+
+def test_on_wall_time_one_wait_reaches_the_deadline():
+    now = _SteppedTime(0.0)
+    waits = []
+
+    class _Event(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            now.t += timeout  # the wall time that passed is the clock's time
+            return False
+
+    assert PolledClock(now, wall_time=True).wait(_Event(), 0.07) is False
+    assert len(waits) == 1 and abs(waits[0] - 0.07) < 1e-9

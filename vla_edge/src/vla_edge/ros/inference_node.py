@@ -70,7 +70,8 @@ class InferenceNode:
         self.logs = logs
         self.bridge = CvBridge()
         self.bad = BadInputCounter(clock=rospy.get_time)
-        self.controller = InferenceController(config, runtime, clock=PolledClock(rospy.get_time),
+        clock = PolledClock(rospy.get_time, wall_time=rospy.rostime.is_wallclock())
+        self.controller = InferenceController(config, runtime, clock=clock,
                                               on_error=self._on_error, on_inference=self._on_inference)
         self.scheduler = StepScheduler(config.control_rate)
         self._step_lock = threading.Lock()
