@@ -14,7 +14,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from vla_edge.testing import write_policy
 
-from vla_msgs import names
+from vla_msgs import json_forms, names
 from vla_msgs.msg import Action
 
 STEPS_AFTER_SWAP = 20
@@ -24,6 +24,7 @@ MISSED = ("starved_steps", "skipped_steps", "stale_frames")
 class HotSwap(unittest.TestCase):
     def test_swap_without_missed_period_and_refusal(self):
         actions = Recorder(names.ACTION, Action)
+        logs = Recorder(names.LOGS_JSON, String)
         perf = Performance()
         tasks = rospy.Publisher(names.TASK_COMMAND, String, queue_size=1, latch=True)
         wait_for_subscriber(tasks)
@@ -57,6 +58,21 @@ class HotSwap(unittest.TestCase):
         for key in MISSED:
             self.assertEqual(after[key], before[key], f"{key} grew across the swap: {before[key]} -> {after[key]}")
         self.assertEqual(new_first.chunk_index, 0, "the new policy's first step did not run on its own chunk")
+        self._check_logs([json_forms.LOGS.parse(m.data) for m in logs.snapshot()])
+
+    def _check_logs(self, entries: list[dict]) -> None:
+        """vla_logs carries the seed's entries: one per forward pass, one per action, the refused load."""
+        inference = [e for e in entries if e["type"] == "inference"]
+        sequence = [e["sequence_number"] for e in inference]
+        self.assertGreater(len(sequence), 10)
+        self.assertEqual(sequence, sorted(set(sequence)), "inference sequence numbers are not increasing")
+        self.assertTrue(all(len(e["output_action"]) == 6 and e["input_size"] > 0 for e in inference))
+        acted = [e for e in entries if e["type"] == "action"]
+        self.assertGreater(len(acted), 10)
+        self.assertTrue(all(e["task"] == "go to the red cube" and len(e["action"]) == 6 for e in acted))
+        refused = [e for e in entries if e["type"] == "error" and e["error_type"] == "load_model_refused"]
+        self.assertEqual(len(refused), 1)
+        self.assertIn("bad", refused[0]["context"]["model_path"])
 
 
 if __name__ == "__main__":
