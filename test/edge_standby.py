@@ -44,9 +44,15 @@ class Standby(unittest.TestCase):
         with self.lock:
             store.append((rospy.get_time(), msg))
 
-    def _first(self, store, after: float, want_moving: bool) -> float | None:
+    def _mark(self, store) -> int:
+        """Where the next message will go: arrival order, which the clock (10 ms steps of /clock) cannot tell."""
         with self.lock:
-            return min((t0 for t0, t in store if t0 > after and moving(t) == want_moving), default=None)
+            return len(store)
+
+    def _first(self, store, mark: int, want_moving: bool) -> tuple[int, float] | None:
+        """(index, arrival time) of the first message from `mark` on that is (not) moving."""
+        with self.lock:
+            return next(((i, t0) for i, (t0, t) in enumerate(store) if i >= mark and moving(t) == want_moving), None)
 
     def _wait(self, condition, timeout_s, what):
         return wait_until(condition, timeout_s, what, clock=rospy.get_time)
@@ -54,20 +60,21 @@ class Standby(unittest.TestCase):
     def test_standby_stops_within_one_period(self):
         # inference_stats flows once the policy and the sentence model are loaded
         self._wait(lambda: self.stats and self.tasks.get_num_connections() >= 2, 180.0, "the stack")
-        asked = rospy.get_time()
+        asked = self._mark(self.out)
         self.tasks.publish(String(data="go to the blue ball"))
-        started = self._wait(lambda: self._first(self.out, asked, True), 60.0, "the robot to move")
+        _, started = self._wait(lambda: self._first(self.out, asked, True), 60.0, "the robot to move")
         self._wait(lambda: rospy.get_time() >= started + DRIVE_S, 10.0 * DRIVE_S, f"{DRIVE_S} s of driving")
 
+        vla_mark, out_mark = self._mark(self.vla), self._mark(self.out)
         sent = rospy.get_time()
         self.tasks.publish(String(data="standby"))
-        vla_stop = self._wait(lambda: self._first(self.vla, sent, False), 2.0, "a zero cmd_vel_vla")
-        out_stop = self._wait(lambda: self._first(self.out, sent, False), 2.0, "a zero cmd_vel")
+        vla_index, vla_stop = self._wait(lambda: self._first(self.vla, vla_mark, False), 2.0, "a zero cmd_vel_vla")
+        out_index, out_stop = self._wait(lambda: self._first(self.out, out_mark, False), 2.0, "a zero cmd_vel")
         self._wait(lambda: rospy.get_time() >= max(vla_stop, out_stop) + QUIET_S, 10.0 * QUIET_S,
                    f"{QUIET_S} s after the stop")
         with self.lock:
-            late_vla = [t0 for t0, _ in self.vla if t0 > vla_stop]
-            late_out = [t0 for t0, t in self.out if t0 > out_stop and moving(t)]
+            late_vla = [t0 for t0, _ in self.vla[vla_index + 1:]]
+            late_out = [t0 for t0, t in self.out[out_index + 1:] if moving(t)]
 
         limit = CONTROL_PERIOD_S + SLACK_S
         self.assertLess(vla_stop - sent, limit, f"cmd_vel_vla zero after {vla_stop - sent:.3f} s")

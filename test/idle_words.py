@@ -52,7 +52,16 @@ class IdleWords(unittest.TestCase):
         with self.lock:
             store.append((rospy.get_time(), msg))
 
-    def _since(self, store, t: float) -> list:
+    def _mark(self, store) -> int:
+        """Where the next message will go: arrival order, which the clock (10 ms steps of /clock) cannot tell."""
+        with self.lock:
+            return len(store)
+
+    def _from(self, store, mark: int) -> list:
+        with self.lock:
+            return [m for _, m in store[mark:]]
+
+    def _after(self, store, t: float) -> list:
         with self.lock:
             return [m for t0, m in store if t0 > t]
 
@@ -67,13 +76,14 @@ class IdleWords(unittest.TestCase):
                 self._drive_then_idle(word)
 
     def _drive_then_idle(self, word: str) -> None:
-        asked = rospy.get_time()
+        asked = self._mark(self.actions)
         self.tasks.publish(String(data=TASK))
         self._wait(lambda: self.robot.get("task") == TASK and self.robot.get("target"), SETTLE_S,
                    f"sim/state to carry {TASK!r}")
-        self._wait(lambda: any(a.task == TASK for a in self._since(self.actions, asked)), STARTUP_S,
+        self._wait(lambda: any(a.task == TASK for a in self._from(self.actions, asked)), STARTUP_S,
                    "the policy to act on the task")
 
+        cmd_mark = self._mark(self.cmds)
         sent = rospy.get_time()
         self.tasks.publish(String(data=word))
         self._wait(lambda: self.robot.get("task") is None, SETTLE_S, f"sim/state's task cleared by {word!r}")
@@ -81,10 +91,10 @@ class IdleWords(unittest.TestCase):
         quiet_from = sent + STOP_GRACE_S
         self._wait(lambda: rospy.get_time() >= quiet_from + QUIET_S, 10.0 * (STOP_GRACE_S + QUIET_S),
                    f"{STOP_GRACE_S + QUIET_S} s after {word!r}")
-        stops = [t for t in self._since(self.cmds, sent) if not moving(t)]
+        stops = [t for t in self._from(self.cmds, cmd_mark) if not moving(t)]
         self.assertTrue(stops, f"no zero cmd_vel_vla after {word!r}")
-        self.assertEqual(self._since(self.cmds, quiet_from), [], f"cmd_vel_vla kept coming after {word!r}")
-        self.assertEqual(self._since(self.actions, quiet_from), [], f"vla/action kept coming after {word!r}")
+        self.assertEqual(self._after(self.cmds, quiet_from), [], f"cmd_vel_vla kept coming after {word!r}")
+        self.assertEqual(self._after(self.actions, quiet_from), [], f"vla/action kept coming after {word!r}")
 
 
 if __name__ == "__main__":
