@@ -46,7 +46,8 @@ class Exporter:
     """The series of one robot; update methods are thread-safe (prometheus_client locks each series)."""
 
     def __init__(self, robot_id: str, latency_buckets_s: Sequence[float], *, uptime_s: Callable[[], float],
-                 action_age_s: Callable[[], float], action_gap_s: Callable[[], float]):
+                 action_age_s: Callable[[], float], action_gap_s: Callable[[], float],
+                 robot_status_age_s: Callable[[], float] = lambda: math.nan):
         self.robot_id = robot_id
         self.registry = CollectorRegistry(auto_describe=True)
         reg, rid, r = self.registry, ["robot_id"], robot_id
@@ -93,6 +94,8 @@ class Exporter:
         self.alerts_active: dict[str, str] = {}  # alert key -> level name
         self._robot_state = Gauge("vla_robot_state", "1 for the state the robot agent reports on /robot_status, "
                                   "0 for the others (no series before a report)", [*rid, "state"], registry=reg)
+        Gauge("vla_robot_status_age_seconds", "Time since this robot's newest /robot_status (NaN before any)", rid,
+              registry=reg).labels(r).set_function(robot_status_age_s)
         for g in (self.safety_state, self.healthy, *self._resource.values()):
             g.set(math.nan)
         self._server = None

@@ -95,6 +95,7 @@ def test_safety_health_and_stats_gauges():
 def test_robot_state_is_one_hot_after_the_first_report():
     e = make()
     assert not [k for k in samples(e) if k[0] == "vla_robot_state"]
+    assert math.isnan(samples(e)[("vla_robot_status_age_seconds", ())])
     e.robot_state("busy")
     e.robot_state("offline")
     s = {k[1][0][1]: v for k, v in samples(e).items() if k[0] == "vla_robot_state"}

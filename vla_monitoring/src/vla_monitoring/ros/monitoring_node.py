@@ -58,10 +58,12 @@ class MonitoringNode:
         self.clock = rospy.get_time
         self.lock = threading.Lock()
         self.collector = MetricsCollector(config, self.clock())
+        self.robot_status_s: float | None = None  # when this robot's newest /robot_status arrived
         self.exporter = Exporter(config.robot_id, config.latency_buckets_s,
                                  uptime_s=lambda: max(0.0, self.clock() - self.collector.start_s),
                                  action_age_s=lambda: self.collector.last_action_age_s(self.clock()),
-                                 action_gap_s=lambda: self.collector.action_gap_s(self.clock()))
+                                 action_gap_s=lambda: self.collector.action_gap_s(self.clock()),
+                                 robot_status_age_s=self._robot_status_age_s)
         self.bad = _ExportedBadInput(self.exporter)
         self.exporter_error = ""
         try:
@@ -153,6 +155,11 @@ class MonitoringNode:
         doc = json_forms.ROBOT_STATUS.parse(msg.data)
         if doc["robot_id"] == self.cfg.robot_id:  # a fleet-wide topic: the other robots' are theirs
             self.exporter.robot_state(doc["status"])
+            self.robot_status_s = self.clock()
+
+    def _robot_status_age_s(self) -> float:
+        t = self.robot_status_s
+        return math.nan if t is None else max(0.0, self.clock() - t)
 
     # ---------------------------------------------------------------- output
     def _on_tick(self, _event: rospy.timer.TimerEvent) -> None:
