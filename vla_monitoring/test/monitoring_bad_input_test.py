@@ -85,6 +85,11 @@ class MonitoringBadInputTest(unittest.TestCase):
         exported = {s.labels["topic"]: s.value for s in families["vla_monitoring_bad_input"].samples
                     if s.name.endswith("_total")}
         self.assertEqual(exported, expected)
+        received = {s.labels["topic"]: s.value for s in families["vla_monitoring_messages"].samples
+                    if s.name.endswith("_total")}
+        self.assertEqual(received, {**expected, names.ACTION: expected[names.ACTION] + 1,
+                                    names.LOGS_JSON: received[names.LOGS_JSON]})  # vla_logs: the node's own too
+        self.assertGreaterEqual(received[names.LOGS_JSON], expected[names.LOGS_JSON] + 1)
         self.assertEqual(rospy.get_param(f"/{NODE}/robot_id"), "test_robot")
 
 

@@ -60,6 +60,8 @@ class Exporter:
         self._log_entries = Counter("vla_log_entries", "vla_logs entries by type", [*rid, "type"], registry=reg)
         for t in LogType:
             self._log_entries.labels(r, t.value)  # every type present from the start, at 0
+        self._received = Counter("vla_monitoring_messages", "Messages monitoring_node received, by topic",
+                                 [*rid, "topic"], registry=reg)
         self._bad_input = Counter("vla_monitoring_bad_input", "Messages monitoring_node refused, by topic",
                                   [*rid, "topic"], registry=reg)
         self.log_dropped = Counter("vla_log_entries_dropped", "vla_logs entries not written to disk "
@@ -110,6 +112,9 @@ class Exporter:
                 self.inference_latency.observe(latency_s)
         elif entry_type == LogType.ERROR:
             self.errors.inc()
+
+    def received(self, topic: str) -> None:
+        self._received.labels(self.robot_id, topic).inc()
 
     def bad_input(self, topic: str) -> None:
         self._bad_input.labels(self.robot_id, topic).inc()

@@ -8,10 +8,12 @@ those and from vla_resources, vla_health, vla_alerts and this robot's /robot_sta
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import rospy
 from std_msgs.msg import String
@@ -33,6 +35,20 @@ _BAD_INPUT = (ValueError, TypeError, KeyError, AttributeError, UnicodeError)
 INPUTS = (names.ACTION, names.INFERENCE_STATS, names.LOGS_JSON, names.SAFETY_STATUS, names.RESOURCES_JSON,
           names.HEALTH_JSON, names.ALERTS_JSON, names.ROBOT_STATUS_JSON)
 _DAY_S = 86400.0
+
+
+def _input(topic: str) -> Callable:
+    """A subscriber callback: every message counted as received on the exporter, then handled through
+    counted_callback (bad input counted and dropped, nothing escapes)."""
+    def wrap(fn: Callable) -> Callable:
+        checked = counted_callback(topic, _BAD_INPUT)(fn)
+
+        @functools.wraps(fn)
+        def inner(self, msg):
+            self.exporter.received(topic)
+            return checked(self, msg)
+        return inner
+    return wrap
 
 
 def _finite(name: str, values) -> None:
@@ -100,7 +116,7 @@ class MonitoringNode:
         rospy.on_shutdown(self.close)
 
     # ---------------------------------------------------------------- inputs
-    @counted_callback(names.ACTION, _BAD_INPUT)
+    @_input(names.ACTION)
     def _on_action(self, msg: Action) -> None:
         if len(msg.values) != names.ACTION_DIM:
             raise ValueError(f"values holds {len(msg.values)} numbers, expected {names.ACTION_DIM}")
@@ -110,13 +126,13 @@ class MonitoringNode:
             self.collector.note_action(self.clock())
         self.exporter.actions.inc()
 
-    @counted_callback(names.INFERENCE_STATS, _BAD_INPUT)
+    @_input(names.INFERENCE_STATS)
     def _on_stats(self, msg: InferenceStats) -> None:
         with self.lock:
             self.collector.note_stats(self.clock(), msg.current_task, msg.fps, msg.mode, msg.model_version)
         self.exporter.stats(msg.current_task, msg.fps)
 
-    @counted_callback(names.LOGS_JSON, _BAD_INPUT)
+    @_input(names.LOGS_JSON)
     def _on_log(self, msg: String) -> None:
         entry = json_forms.LOGS.parse(msg.data)  # ProtocolError (a ValueError): counted and dropped
         with self.lock:
@@ -126,7 +142,7 @@ class MonitoringNode:
         if not self.writer.submit(json.dumps(entry, separators=(",", ":"), allow_nan=False)):
             self.exporter.log_dropped.inc()
 
-    @counted_callback(names.SAFETY_STATUS, _BAD_INPUT)
+    @_input(names.SAFETY_STATUS)
     def _on_safety(self, msg: SafetyStatus) -> None:
         state = SafetyState(msg.level)  # ValueError for a level the message does not define
         if msg.status != state.name:
@@ -135,22 +151,22 @@ class MonitoringNode:
             self.collector.note_safety(self.clock(), msg.status, msg.reason, msg.emergency_stop)
         self.exporter.safety(int(state), msg.emergency_stop)
 
-    @counted_callback(names.RESOURCES_JSON, _BAD_INPUT)
+    @_input(names.RESOURCES_JSON)
     def _on_resources(self, msg: String) -> None:
         self.exporter.resources(json_forms.RESOURCES.parse(msg.data))
 
-    @counted_callback(names.HEALTH_JSON, _BAD_INPUT)
+    @_input(names.HEALTH_JSON)
     def _on_health(self, msg: String) -> None:
         doc = json_forms.HEALTH.parse(msg.data)
         if not all(isinstance(v, bool) for v in doc["components"].values()):
             raise ProtocolError(f"{names.HEALTH_JSON}: every component must be true or false")
         self.exporter.health(doc["overall_status"], doc["components"])
 
-    @counted_callback(names.ALERTS_JSON, _BAD_INPUT)
+    @_input(names.ALERTS_JSON)
     def _on_alert(self, msg: String) -> None:
         self.exporter.alert(json_forms.ALERTS.parse(msg.data))
 
-    @counted_callback(names.ROBOT_STATUS_JSON, _BAD_INPUT)
+    @_input(names.ROBOT_STATUS_JSON)
     def _on_robot_status(self, msg: String) -> None:
         doc = json_forms.ROBOT_STATUS.parse(msg.data)
         if doc["robot_id"] == self.cfg.robot_id:  # a fleet-wide topic: the other robots' are theirs
