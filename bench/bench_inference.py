@@ -65,6 +65,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def stamp_us(stamp: rospy.Time) -> int:
+    """A stamp to the microsecond: inference_node passes it through float seconds, which can move the
+    last nanosecond."""
+    return round(stamp.to_nsec() / 1000)
+
+
 def twist_key(t: Twist) -> tuple[float, ...]:
     return (t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z)
 
@@ -74,8 +80,8 @@ class Probe:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.frames: collections.OrderedDict[int, float] = collections.OrderedDict()  # stamp ns -> receipt
-        self.actions: list[tuple[int, tuple[float, ...]]] = []  # (image stamp ns, requested twist)
+        self.frames: collections.OrderedDict[int, float] = collections.OrderedDict()  # stamp us -> receipt
+        self.actions: list[tuple[int, tuple[float, ...]]] = []  # (image stamp us, requested twist)
         self.decisions: list[tuple[float, tuple[float, ...]]] = []  # (receipt, requested twist)
         self.stats: InferenceStats | None = None
         self.perf: dict | None = None
@@ -95,13 +101,13 @@ class Probe:
     def _on_image(self, msg: Image) -> None:
         now = time.time()
         with self.lock:
-            self.frames[msg.header.stamp.to_nsec()] = now
+            self.frames[stamp_us(msg.header.stamp)] = now
             while len(self.frames) > 600:  # 20 s of a 30 Hz camera
                 self.frames.popitem(last=False)
 
     def _on_action(self, msg: Action) -> None:
         with self.lock:
-            self.actions.append((msg.header.stamp.to_nsec(), twist_key(msg.twist)))
+            self.actions.append((stamp_us(msg.header.stamp), twist_key(msg.twist)))
 
     def _on_decision(self, msg: SafetyStatus) -> None:
         now = time.time()
@@ -119,12 +125,12 @@ class Probe:
         with self.lock:
             frames, actions, decisions = dict(self.frames), list(self.actions), list(self.decisions)
         out, previous = [], None
-        for stamp_ns, twist in actions:
+        for stamp, twist in actions:
             fresh = twist != previous and any(twist)  # a repeated twist would match an older decision
             previous = twist
-            if not fresh or stamp_ns not in frames:
+            if not fresh or stamp not in frames:
                 continue
-            seen = frames[stamp_ns]
+            seen = frames[stamp]
             forwarded = next((t for t, requested in decisions if t >= seen and requested == twist), None)
             if forwarded is not None:
                 out.append((forwarded - seen) * 1000.0)
