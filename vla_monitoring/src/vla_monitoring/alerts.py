@@ -28,7 +28,7 @@ class AlertConfig:
 
     robot_id: str = param("robot_1", nonempty=True, help="robot whose alerts these are")
     rules_file: str = param("", help="YAML rule file ({rules: {name: {...}}}); empty = the built-in default rules")
-    evaluate_rate: float = param(10.0, lo=0.1, hi=100.0, help="rule evaluation rate [Hz]")
+    evaluate_rate: float = param(2.0, lo=0.1, hi=100.0, help="rule evaluation rate [Hz]")
     stale_after_s: float = param(5.0, lo=0.1, hi=3600.0,
                                  help="an input document older than this is unknown to the rules [s]")
     fleet_wide: bool = param(False, help="rules on /robot_status watch every robot (one such node per fleet); "
