@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from vla_msgs.states import AlertLevel, AlertState
@@ -20,6 +21,9 @@ from vla_monitoring.alert_rules import INPUTS, OPERATORS, MissingValueError, Nam
 from vla_monitoring.config import ConfigError, param
 
 LOG = logging.getLogger(__name__)
+
+# Documents kept per fleet-wide input, and values read per `*` path: enough for any fleet or component list.
+MAX_SUBJECTS = 256
 
 
 @dataclass
@@ -128,18 +132,19 @@ class ActivityTracker:
         return {"task_active": True, "task": self.task, "action_gap_s": max(0.0, now - since)}
 
 
-@dataclass
 class AlertEngine:
-    """Evaluates the rules on the newest document of each input; see the module docstring."""
+    """Evaluates the rules on the newest document of each input; see the module docstring. Not thread-safe:
+    the node holds one lock around every call."""
 
-    rules: list[NamedRule]
-    robot_id: str
-    stale_after_s: float = 5.0
-    fleet_wide: bool = False
-    problems: dict[str, str] = field(default_factory=dict)  # rule name -> why its value is unknown now
-    _docs: dict[str, dict[str, _Doc]] = field(default_factory=dict)
-    _instances: dict[tuple[str, str], _Instance] = field(default_factory=dict)
-    _active: dict[tuple[str, str], AlertEvent] = field(default_factory=dict)
+    def __init__(self, rules: list[NamedRule], robot_id: str, stale_after_s: float = 5.0, fleet_wide: bool = False):
+        self.rules = rules
+        self.robot_id = robot_id
+        self.stale_after_s = stale_after_s
+        self.fleet_wide = fleet_wide
+        self.problems: dict[str, str] = {}  # rule name -> why its value is unknown now
+        self._docs: dict[str, OrderedDict[str, _Doc]] = {}
+        self._instances: dict[tuple[str, str], _Instance] = {}
+        self._active: dict[tuple[str, str], AlertEvent] = {}
 
     def update(self, input_name: str, doc: dict, now: float) -> bool:
         """Stores `doc` as the newest of its input (of its subject, for a fleet-wide input); False
@@ -150,7 +155,11 @@ class AlertEngine:
             subject = str(doc.get(spec.subject_field, ""))
             if not self.fleet_wide and subject != self.robot_id:
                 return False
-        self._docs.setdefault(input_name, {})[subject] = _Doc(doc, now)
+        docs = self._docs.setdefault(input_name, OrderedDict())
+        docs.pop(subject, None)
+        docs[subject] = _Doc(doc, now)
+        if len(docs) > MAX_SUBJECTS:  # a flood of made-up robot ids must not grow memory: the longest silent goes
+            docs.popitem(last=False)
         return True
 
     def age_s(self, input_name: str, now: float) -> float | None:
@@ -188,6 +197,9 @@ class AlertEngine:
             except MissingValueError as exc:
                 problem = str(exc)
                 continue
+            if len(values) > MAX_SUBJECTS:
+                problem = f"'{metric.text}' matches {len(values)} values; the first {MAX_SUBJECTS} are read"
+                values = values[:MAX_SUBJECTS]
             for path_subject, value in values:
                 if value is None:
                     continue

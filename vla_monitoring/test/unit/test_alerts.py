@@ -5,7 +5,7 @@ import json
 
 import pytest
 from vla_monitoring.alert_rules import ACTIVITY, build_rules, default_rules
-from vla_monitoring.alerts import ActivityTracker, AlertConfig, AlertEngine
+from vla_monitoring.alerts import MAX_SUBJECTS, ActivityTracker, AlertConfig, AlertEngine
 from vla_monitoring.config import ConfigError, build_config, defaults
 from vla_msgs.states import AlertLevel, AlertState
 
@@ -240,3 +240,16 @@ def test_alert_config_defaults_and_checks():
         build_config(AlertConfig, {"webhook_backoff_s": 5.0, "webhook_backoff_max_s": 1.0})
     with pytest.raises(ConfigError, match="~evaluate_rate"):
         build_config(AlertConfig, {"evaluate_rate": 0.0})
+
+
+def test_bounded_subjects():
+    fleet = AlertEngine(default_rules(), "robot_1", fleet_wide=True)
+    for i in range(MAX_SUBJECTS + 50):
+        fleet.update("/robot_status", robot_status(f"r{i}", "offline"), 0.0)
+    offline = [e for e in fleet.evaluate(0.0) if e.type == "robot_offline"]
+    assert len(offline) == MAX_SUBJECTS and offline[0].robot_id == "r50"   # the longest silent were let go
+
+    eng = AlertEngine(default_rules(), "robot_1")
+    eng.update("vla_health", {"components": {f"c{i}": False for i in range(MAX_SUBJECTS + 1)}}, 0.0)
+    assert len(eng.evaluate(0.0)) == MAX_SUBJECTS
+    assert "matches 257 values" in eng.problems["health_component_down"]

@@ -157,8 +157,10 @@ class AlertNode:
 
     # ---- diagnostics -----------------------------------------------------------------------------------
 
+    # The diagnostics run on their own timer thread: the engine is read under the node's lock.
     def _diag_alerts(self, stat: Status) -> Status:
-        active = sorted(self.engine.active(), key=lambda e: (-int(e.level), e.alert_id))
+        with self.lock:
+            active = sorted(self.engine.active(), key=lambda e: (-int(e.level), e.alert_id))
         worst = max((e.level for e in active), default=AlertLevel.INFO)
         stat.summary(_DIAG_LEVEL[worst] if active else OK,
                      f"{len(active)} firing" + (f", worst {worst.name}" if active else ""))
@@ -168,7 +170,8 @@ class AlertNode:
         return stat
 
     def _diag_rules(self, stat: Status) -> Status:
-        problems = dict(self.engine.problems)
+        with self.lock:
+            problems = dict(self.engine.problems)
         stat.summary(WARN if problems else OK,
                      f"{len(self.engine.rules)} rules" + (f", {len(problems)} cannot read their value" if problems
                                                           else ""))
@@ -179,15 +182,18 @@ class AlertNode:
         return stat
 
     def _diag_inputs(self, stat: Status) -> Status:
-        total = self.bad.total
+        # copies taken at once (the callbacks' threads add to them), then read at leisure
+        counts, reasons = dict(self.bad.counts), dict(self.bad.last_reason)
+        total = sum(counts.values())
         stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
-        now = self.clock()
         for topic in TOPICS:
-            stat.add(f"dropped {topic}", str(self.bad.counts.get(topic, 0)))
-            if topic in self.bad.last_reason:
-                stat.add(f"last bad {topic}", self.bad.last_reason[topic])
-        for topic in (*JSON_INPUTS, names.INFERENCE_STATS):
-            age = self.engine.age_s(topic, now)
+            stat.add(f"dropped {topic}", str(counts.get(topic, 0)))
+            if topic in reasons:
+                stat.add(f"last bad {topic}", reasons[topic])
+        with self.lock:
+            now = self.clock()
+            ages = {topic: self.engine.age_s(topic, now) for topic in (*JSON_INPUTS, names.INFERENCE_STATS)}
+        for topic, age in ages.items():
             stat.add(f"age {topic}", "never received" if age is None else f"{age:.1f} s")
         return stat
 
