@@ -122,8 +122,9 @@ class AlertNodeTest(unittest.TestCase):
             lambda: self.set_doc(names.SAFETY_STATUS_JSON, lambda: safety(False)), "CRITICAL")
 
         def start_task() -> float:
+            t0 = rospy.get_time()  # before publishing: the node may take the message in before publish() returns
             self.task_pub.publish(String(data=RED))
-            return rospy.get_time()
+            return t0
 
         def act() -> None:
             with self.lock:
