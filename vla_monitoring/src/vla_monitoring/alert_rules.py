@@ -173,10 +173,9 @@ class AlertRule:
 
     def check(self) -> None:
         try:
-            compile_path(self.path)
+            metric = compile_path(self.path)
         except ValueError as exc:
             raise ConfigError(f"path {self.path!r}: {exc}") from exc
-        metric = compile_path(self.path)
         kind = value_kind(self.threshold)
         if kind is None:
             raise ConfigError(f"threshold must be a finite number, true/false or a string, got {self.threshold!r}")
@@ -190,9 +189,10 @@ class AlertRule:
             if not OPERATORS[self.op](self.threshold, self.clear_threshold) and self.threshold != self.clear_threshold:
                 raise ConfigError(f"clear_threshold {self.clear_threshold} must lie on the clear side of threshold "
                                   f"{self.threshold} for op {self.op!r}")
+        sample = float(self.threshold) if kind is float else self.threshold  # numbers reach the text as floats
         try:
-            self.message.format(value=self.threshold, threshold=self.threshold, subject="s", robot_id="r")
-        except (KeyError, IndexError, ValueError) as exc:
+            self.message.format(value=sample, threshold=sample, subject="s", robot_id="r")
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise ConfigError(f"message {self.message!r} does not format: {exc!r} "
                               "(known fields: value, threshold, subject, robot_id)") from exc
 

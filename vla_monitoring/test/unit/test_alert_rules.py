@@ -67,6 +67,8 @@ def test_a_good_file_in_order():
     ({**BASE, "clear_threshold": 95}, r"~rules/my_rule: clear_threshold 95 must lie on the clear side"),
     ({**BASE, "op": "'=='", "clear_threshold": 80}, r"~rules/my_rule: clear_threshold must be a number, and only"),
     ({**BASE, "message": "'{value} {nope}'"}, r"~rules/my_rule: message .* does not format"),
+    ({**BASE, "message": "'{value:d} %'"}, r"~rules/my_rule: message .* does not format"),  # numbers are floats
+    ({**BASE, "message": "'{value.real.x}'"}, r"~rules/my_rule: message .* does not format"),
 ])
 def test_errors_name_the_rule_and_the_field(fields, error):
     with pytest.raises(ConfigError, match=error):
