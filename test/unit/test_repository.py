@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import roslaunch.config
 import roslaunch.xmlloader
+import roslib.packages
 import rospkg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,8 +212,9 @@ def load_launch(launch_file: Path) -> roslaunch.config.ROSLaunchConfig:
 def test_launch_file_loads_and_nodes_exist(launch_file):
     rospack = rospkg.RosPack()
     for node in load_launch(launch_file).nodes:
-        path = Path(rospack.get_path(node.package)) / "nodes" / node.type
-        assert path.exists(), f"{launch_file.name}: node {node.package}/{node.type} has no executable"
+        # The way roslaunch itself resolves pkg/type: the package's folders and catkin's libexec dirs.
+        found = roslib.packages.find_node(node.package, node.type, rospack=rospack)
+        assert found, f"{launch_file.name}: node {node.package}/{node.type} has no executable"
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
