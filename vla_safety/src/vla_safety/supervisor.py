@@ -168,7 +168,7 @@ class SafetySupervisor:
 
     def _schedule(self, now_s: float) -> None:
         period = self.config.output_period_s
-        if self._due_s is not None and now_s < self._due_s:  # early: a command or an e-stop asked for it
+        if self._due_s is not None and self._due_s - now_s >= TIME_RESOLUTION_S:  # early: a command or e-stop
             self._due_s = now_s + period
         elif self._due_s is not None and self._due_s + period > now_s:  # on schedule, or a little late
             self._due_s += period
