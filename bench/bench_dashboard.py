@@ -29,8 +29,8 @@ import numpy as np
 import rosgraph
 import rospy
 from std_msgs.msg import String
-from vla_monitoring.browser import open_chromium
 
+from vla_monitoring.browser import open_chromium
 from vla_msgs import json_forms, launching, names, waiting
 from vla_msgs.msg import InferenceStats
 

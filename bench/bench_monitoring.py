@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
 from vla_msgs.launching import ProcessGroup, free_port
 from vla_msgs.waiting import WaitTimeout, wait_until
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vla_edge.policy import example_obs, load_policy
 
+from vla_edge.policy import example_obs, load_policy
 from vla_sim import resources
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from vla_sim.world import World
 
 PHYSICS_DT_S = 0.01  # sim_node's default 100 Hz physics

@@ -13,10 +13,10 @@ import rospy
 import rostest
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Bool, String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Alert
+from vla_msgs.waiting import wait_until
 
 STEP_S = 0.005
 LIMIT_S = 2.0

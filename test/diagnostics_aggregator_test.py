@@ -9,9 +9,9 @@ import unittest
 import rospy
 import rostest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
+from vla_msgs.waiting import wait_until
 
 # Statuses of nodes this test does not start, named as their Diagnostics tasks are (vla_edge's inference_node,
 # vla_sim's sim_node, and the fleet nodes of INTERFACES.md).

@@ -16,12 +16,12 @@ from pathlib import Path
 import rospy
 import rostest
 from std_msgs.msg import String
-from vla_msgs.tasks import parse_task_command, task_command_json
-from vla_msgs.waiting import WaitTimeout, wait_until
 
 from vla_msgs import names
 from vla_msgs.msg import InferenceStats
 from vla_msgs.srv import ResetSim
+from vla_msgs.tasks import parse_task_command, task_command_json
+from vla_msgs.waiting import WaitTimeout, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reach_episode import EpisodeJudge, Phase

@@ -13,10 +13,10 @@ import rospy
 import rostest
 from geometry_msgs.msg import Twist
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
 from vla_msgs.msg import InferenceStats
+from vla_msgs.waiting import wait_until
 
 CONTROL_PERIOD_S = 0.1   # inference_node's default control_rate, 10 Hz
 SLACK_S = 0.05           # message transport and scheduling, in simulated seconds

@@ -14,10 +14,10 @@ import rospy
 import rostest
 from geometry_msgs.msg import Twist
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
 from vla_msgs.msg import Action
+from vla_msgs.waiting import wait_until
 
 ROBOT = "robot_1"
 TASK = "go to the red cube"

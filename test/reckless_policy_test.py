@@ -12,10 +12,10 @@ import rostest
 from geometry_msgs.msg import Twist
 from sensor_msgs.msg import LaserScan
 from std_msgs.msg import String
-from vla_safety.reckless import RecklessPolicy
 
 from vla_msgs import json_forms, names, waiting
 from vla_msgs.srv import ResetSim
+from vla_safety.reckless import RecklessPolicy
 
 EPISODES = 20
 FIRST_SEED = 5000

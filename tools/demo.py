@@ -25,12 +25,12 @@ import numpy as np
 import rosgraph
 import rospy
 from std_msgs.msg import String
-from vla_msgs.launching import ProcessGroup, roslaunch
-from vla_msgs.tasks import parse_task_command
-from vla_msgs.waiting import WaitTimeout, wait_until
 
 from vla_msgs import names
+from vla_msgs.launching import ProcessGroup, roslaunch
 from vla_msgs.msg import Action, InferenceStats
+from vla_msgs.tasks import parse_task_command
+from vla_msgs.waiting import WaitTimeout, wait_until
 
 ROBOT = "robot_1"
 PROGRESS_EVERY_S = 2.0

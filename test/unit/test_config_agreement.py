@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vla_monitoring.alert_rules import default_rules, load_rule_file, rule_fields
 from vla_monitoring.config import yaml_mismatches
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vla_monitoring.exporter import Exporter
 from vla_monitoring.metrics import LATENCY_BUCKETS_S
 

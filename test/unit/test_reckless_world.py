@@ -7,14 +7,14 @@ sensors refreshed at 10 Hz, a command forwarded at 20 Hz, physics at 100 Hz.
 
 import numpy as np
 import pytest
+
+from vla_msgs import names
 from vla_safety.collision import scan_points
 from vla_safety.config import SafetyConfig
 from vla_safety.reckless import RecklessPolicy
 from vla_safety.supervisor import SafetySupervisor
-from vla_sim.world import World
-
-from vla_msgs import names
 from vla_sim import physics
+from vla_sim.world import World
 
 RID = "robot_1"
 TICK_S, PHYSICS_S = 0.05, 0.01

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from vla_msgs.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))

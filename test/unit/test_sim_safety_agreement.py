@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vla_safety.config import SafetyConfig
 from vla_sim.expert import STOP_DISTANCE_M
 from vla_sim.world import REACHED_DISTANCE_M, SAFETY_CLEARANCE_M

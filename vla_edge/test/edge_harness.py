@@ -12,9 +12,9 @@ import numpy as np
 import rospy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
+from vla_msgs.waiting import wait_until
 
 
 def image_msg(encoding: str = "rgb8", value: int = 128, size: int = 96, stamped: bool = True) -> Image:

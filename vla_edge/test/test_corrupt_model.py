@@ -9,6 +9,7 @@ from pathlib import Path
 
 import rospy
 import rostest
+
 from vla_edge.testing import write_policy
 from vla_monitoring.config import CONFIG_EXIT_CODE
 

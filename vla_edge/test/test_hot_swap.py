@@ -12,8 +12,8 @@ import rostest
 from edge_harness import Camera, Performance, Recorder, wait_for_subscriber
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from vla_edge.testing import write_policy
 
+from vla_edge.testing import write_policy
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action
 

@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import rospy
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Alert
+from vla_msgs.waiting import wait_until
 
 ROBOT = "test_robot"
 

@@ -12,11 +12,11 @@ import rospy
 import rostest
 from alert_harness import ROBOT, AlertOutputs, safety, wait_subscribed
 from std_msgs.msg import String
-from vla_msgs.launching import ProcessGroup
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
+from vla_msgs.launching import ProcessGroup
 from vla_msgs.msg import Action, InferenceStats
+from vla_msgs.waiting import wait_until
 
 # Per JSON topic: not JSON, not an object, NaN, a missing field, a field of the wrong type.
 JSON_GARBAGE = ["not json {", "[1, 2]", '{"timestamp": NaN}', '{"timestamp": 1.0}', '{"timestamp": "x"}']

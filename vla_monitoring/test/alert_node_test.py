@@ -25,11 +25,11 @@ from alert_harness import (
     wait_subscribed,
 )
 from std_msgs.msg import String
-from vla_msgs.launching import ProcessGroup
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
+from vla_msgs.launching import ProcessGroup
 from vla_msgs.msg import Action, InferenceStats
+from vla_msgs.waiting import wait_until
 
 RED = "go to the red cube"
 

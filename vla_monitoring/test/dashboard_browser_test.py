@@ -18,11 +18,11 @@ import rostest
 from diagnostic_msgs.msg import DiagnosticArray
 from selenium.webdriver.common.by import By
 from std_msgs.msg import String
-from vla_monitoring.browser import open_chromium, screenshot_page, set_color_scheme
-from vla_msgs.waiting import wait_until
 
+from vla_monitoring.browser import open_chromium, screenshot_page, set_color_scheme
 from vla_msgs import json_forms, names
 from vla_msgs.msg import InferenceStats
+from vla_msgs.waiting import wait_until
 
 ROBOTS = ("robot_1", "robot_2")
 JSON_TOPICS = (names.METRICS_JSON, names.RESOURCES_JSON, names.SAFETY_STATUS_JSON, names.HEALTH_JSON,

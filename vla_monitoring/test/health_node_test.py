@@ -10,10 +10,10 @@ import rostest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, HealthStatus, InferenceStats
+from vla_msgs.waiting import wait_until
 
 RED, BLUE = "go to the red cube", "go to the blue ball"
 

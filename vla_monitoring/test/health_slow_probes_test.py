@@ -6,9 +6,9 @@ import unittest
 import rospy
 import rostest
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
+from vla_msgs.waiting import wait_until
 
 STUCK = ("stuck_a", "stuck_b", "stuck_c")
 

@@ -11,10 +11,10 @@ import rostest
 from monitoring_harness import MonitoringOutputs, action, log_entry, scrape, wait_subscribed
 from prometheus_client.parser import text_string_to_metric_families
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
 from vla_msgs.msg import Action, InferenceStats
+from vla_msgs.waiting import wait_until
 
 INFERENCES, ACTIONS, ERRORS = 25, 40, 3
 

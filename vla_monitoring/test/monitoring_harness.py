@@ -9,10 +9,10 @@ import urllib.request
 import rospy
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action
+from vla_msgs.waiting import wait_until
 
 NODE = "monitoring_node"
 

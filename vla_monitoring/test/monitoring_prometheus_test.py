@@ -15,11 +15,11 @@ import rospy
 import rostest
 from monitoring_harness import MonitoringOutputs, action, log_entry, wait_subscribed
 from std_msgs.msg import String
-from vla_msgs.launching import ProcessGroup, free_port
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import names
+from vla_msgs.launching import ProcessGroup, free_port
 from vla_msgs.msg import Action
+from vla_msgs.waiting import wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 INFERENCES, ACTIONS = 12, 7

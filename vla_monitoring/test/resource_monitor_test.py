@@ -12,10 +12,10 @@ import rospy
 import rostest
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms, names
 from vla_msgs.msg import ResourceUsage
+from vla_msgs.waiting import wait_until
 
 NODE = "resource_monitor_node"
 NO_GPU = not os.path.exists("/proc/driver/nvidia/version")

@@ -6,6 +6,7 @@ import unittest
 
 import rospy
 import rostest
+
 from vla_msgs.waiting import wait_until
 
 SIM_WINDOW_S = 2.0

@@ -9,9 +9,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, LaserScan
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms
+from vla_msgs.waiting import wait_until
 
 
 def wait(condition, what, timeout_s=15.0):

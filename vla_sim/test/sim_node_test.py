@@ -15,10 +15,10 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import BatteryState, Image, LaserScan, PointCloud2
 from std_msgs.msg import String
-from vla_msgs.waiting import wait_until
 
 from vla_msgs import json_forms
 from vla_msgs.srv import ResetSim
+from vla_msgs.waiting import wait_until
 
 # topic: (type, nominal rate Hz of simulated time, expected frame_id)
 SENSORS = {

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
-from vla_msgs.tasks import TaskCommand
 
 from vla_edge.chunking import ActionQueue, Chunk, StepAction
 from vla_edge.clock import Clock, MonotonicClock
@@ -30,6 +29,7 @@ from vla_edge.encoders import EncodingError, ImagePreprocessor, TextEncoder, vis
 from vla_edge.policy import BasePolicy, NonFiniteActionError, PolicyLoadError, finite_and_clamped
 from vla_edge.spec import FORM_FEATURES, PolicySpec
 from vla_edge.stats import RollingWindow, summary
+from vla_msgs.tasks import TaskCommand
 
 LOG = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from vla_msgs.names import ACTION_DIM
 
 from vla_edge.spec import FEATURE_DIM, FORM_FEATURES, PolicySpec, SpecError, load_spec
+from vla_msgs.names import ACTION_DIM
 
 LOG = logging.getLogger(__name__)
 MAX_MODEL_BYTES = 2 << 30

@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from vla_msgs.names import ACTION_NAMES
 
 from vla_edge.spec import FEATURE_DIM, sha256_file
+from vla_msgs.names import ACTION_NAMES
 
 KINDS = ("image", "features", "nan", "corrupt", "mismatch", "wrong_form")
 LIMITS = [[-0.8, 0.8], [-0.4, 0.4], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]

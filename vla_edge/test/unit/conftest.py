@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from vla_edge.testing import write_policy
 from vla_msgs.waiting import WaitTimeout
 

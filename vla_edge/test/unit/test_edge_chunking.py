@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from vla_edge.chunking import ActionQueue, Chunk
 from vla_edge.modes import ModeSwitch
 

@@ -2,6 +2,7 @@
 config/inference.yaml is checked against them by the root's tests, never read here)."""
 
 import pytest
+
 from vla_edge.config import InferenceConfig
 from vla_monitoring.config import ConfigError, build_config, defaults
 

@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from vla_edge.config import InferenceConfig
 from vla_edge.controller import (
     ErrorType,

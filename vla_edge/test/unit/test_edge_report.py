@@ -5,9 +5,9 @@ import math
 from dataclasses import replace
 
 import pytest
+
 from vla_edge.controller import Counters, Snapshot
 from vla_edge.report import MIN_RATE_FRACTION, UNKNOWN, loop_status, performance_fields, stats_fields
-
 from vla_msgs import json_forms
 
 NAN = math.nan

@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+
 from vla_edge.schedule import StepScheduler
 
 

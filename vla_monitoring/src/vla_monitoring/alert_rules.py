@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from vla_msgs.json_forms import JsonForm
-from vla_msgs.states import AlertLevel
 
 from vla_monitoring.config import ConfigError, build_config, param
 from vla_msgs import json_forms, names
+from vla_msgs.json_forms import JsonForm
+from vla_msgs.states import AlertLevel
 
 # ---- inputs ------------------------------------------------------------------------------------
 

@@ -15,10 +15,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from vla_msgs.states import AlertLevel, AlertState
-
 from vla_monitoring.alert_rules import INPUTS, OPERATORS, MissingValueError, NamedRule, value_kind
 from vla_monitoring.config import ConfigError, param
+from vla_msgs.states import AlertLevel, AlertState
 
 LOG = logging.getLogger(__name__)
 

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vla_msgs.states import AlertLevel, AlertState, HealthLevel, SafetyState
-
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.config import ConfigError, param
 from vla_msgs import json_forms
+from vla_msgs.states import AlertLevel, AlertState, HealthLevel, SafetyState
 
 LOG = logging.getLogger(__name__)
 

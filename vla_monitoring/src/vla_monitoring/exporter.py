@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
 from vla_msgs.states import AlertLevel, AlertState, LogType, RobotState
 
 # Label values that come from the wire are capped so a flood of made-up names cannot grow the registry.

@@ -14,10 +14,9 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from vla_monitoring.config import ConfigError, param
 from vla_msgs.states import HealthLevel
 from vla_msgs.tasks import TaskCommand, normalise
-
-from vla_monitoring.config import ConfigError, param
 
 LOG = logging.getLogger(__name__)
 

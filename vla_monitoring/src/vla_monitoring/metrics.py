@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vla_msgs.states import LogType
-
 from vla_monitoring.config import ConfigError, param
 from vla_monitoring.window import RateCounter, SampleWindow
+from vla_msgs.states import LogType
 
 # Histogram buckets of the inference latency [s]: 1 ms to 2.5 s.
 LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]

@@ -2,6 +2,7 @@
 metric paths; the default rules are the seed's three plus the suite's."""
 
 import pytest
+
 from vla_monitoring.alert_rules import (
     DEFAULT_RULES,
     MissingValueError,

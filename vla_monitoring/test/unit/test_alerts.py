@@ -4,12 +4,12 @@ values change nothing; subjects from `*` paths and fleet-wide inputs; the activi
 import json
 
 import pytest
+
 from vla_monitoring.alert_rules import ACTIVITY, build_rules, default_rules
 from vla_monitoring.alerts import MAX_SUBJECTS, ActivityTracker, AlertConfig, AlertEngine
 from vla_monitoring.config import ConfigError, build_config, defaults
-from vla_msgs.states import AlertLevel, AlertState
-
 from vla_msgs import json_forms
+from vla_msgs.states import AlertLevel, AlertState
 
 CPU = {"input": "vla_resources", "path": "cpu_percent", "op": ">", "threshold": 90, "severity": "WARNING",
        "for_s": 0.0, "cooldown_s": 60.0, "message": "CPU at {value:.0f} %"}

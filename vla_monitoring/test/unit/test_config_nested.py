@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config, defaults, param, yaml_mismatches
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config
 from vla_monitoring.dashboard import (
     MAX_FLEET_ROBOTS,
@@ -14,9 +15,8 @@ from vla_monitoring.dashboard import (
     InferenceSample,
     Series,
 )
-from vla_msgs.json_forms import ProtocolError
-
 from vla_msgs import json_forms
+from vla_msgs.json_forms import ProtocolError
 
 R1 = "robot_1"
 

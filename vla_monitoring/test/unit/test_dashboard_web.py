@@ -8,12 +8,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from vla_monitoring.config import build_config
 from vla_monitoring.dashboard import DashboardConfig, DashboardState
 from vla_monitoring.dashboard_web import WEB_DIR, Broadcaster, WebServer, make_app
-from vla_msgs.waiting import wait_until
-
 from vla_msgs import json_forms
+from vla_msgs.waiting import wait_until
 
 TIMEOUT_S = 20.0
 

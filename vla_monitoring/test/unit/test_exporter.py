@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from vla_monitoring.exporter import MAX_LABEL_VALUES, Exporter
 from vla_monitoring.metrics import LATENCY_BUCKETS_S
 from vla_msgs.states import SafetyState

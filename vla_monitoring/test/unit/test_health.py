@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config, defaults
 from vla_monitoring.health import CLOUD_PROBE, MASTER_PROBE, HealthConfig, HealthMonitor
 from vla_msgs.states import HealthLevel

@@ -7,6 +7,7 @@ import random
 import threading
 
 import pytest
+
 from vla_monitoring.log_archive import ArchiveWriter, LogArchive
 
 DAY = 86400.0

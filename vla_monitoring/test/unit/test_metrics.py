@@ -4,9 +4,9 @@ and a vla_metrics document that json_forms.METRICS accepts."""
 import json
 
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config
 from vla_monitoring.metrics import MAX_ERROR_TYPES, MetricsCollector, MonitoringConfig
-
 from vla_msgs import json_forms
 
 

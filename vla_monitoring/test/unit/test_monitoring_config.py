@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import pytest
+
 from vla_monitoring.config import CONFIG_EXIT_CODE, ConfigError, build_config, defaults, param, yaml_mismatches
 
 

@@ -7,6 +7,7 @@ import time
 from typing import ClassVar
 
 import pytest
+
 from vla_monitoring.probes import Probe, ProbeRunner, check_cloud
 
 

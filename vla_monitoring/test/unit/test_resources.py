@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+
 from vla_monitoring.config import build_config
 from vla_monitoring.gpu import NoGpu, TorchCudaGpu, detect_gpu
 from vla_monitoring.resources import (
@@ -21,9 +22,8 @@ from vla_monitoring.resources import (
     json_fields,
     local_addresses,
 )
-from vla_msgs.waiting import wait_until
-
 from vla_msgs import json_forms
+from vla_msgs.waiting import wait_until
 
 
 def spin(seconds: float) -> None:

@@ -6,6 +6,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from vla_monitoring.webhook import WebhookError, WebhookSink, post_json
 from vla_msgs.launching import free_port
 from vla_msgs.waiting import wait_until

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+
 from vla_monitoring.window import RateCounter, SampleWindow, percentile
 
 

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
-from vla_msgs.json_forms import BOOL, FORMS, INT, LIST, NUM, OBJ, STR, ProtocolError
 
 from vla_msgs import json_forms, names
+from vla_msgs.json_forms import BOOL, FORMS, INT, LIST, NUM, OBJ, STR, ProtocolError
 
 SAMPLE = {NUM: 1.5, INT: 3, STR: "x", BOOL: True, OBJ: {}, LIST: []}
 

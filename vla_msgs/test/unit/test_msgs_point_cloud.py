@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from vla_msgs.point_cloud import PointCloudError, read_points, read_xyz
 
 FLOAT32, FLOAT64, INT16 = 7, 8, 3

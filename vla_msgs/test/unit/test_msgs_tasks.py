@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from vla_msgs.tasks import (
     IDLE_WORDS,
     MAX_TASK_BYTES,

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+
 from vla_msgs.waiting import WaitTimeout, wait_until
 
 

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 from vla_monitoring.config import ConfigError, param
-
 from vla_msgs import names
 
 SENSORS: tuple[str, ...] = (names.SCAN, names.POINTS, names.ODOM)

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_safety.collision import (
     BadSensorDataError,
     Choice,

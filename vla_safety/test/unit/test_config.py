@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config, defaults
 from vla_safety.collision import CollisionChecker
 from vla_safety.config import SafetyConfig

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_safety.config import SafetyConfig
 from vla_safety.limits import AccelerationLimiter, CommandRejectedError, check_command, clamp_axes
 from vla_safety.watchdog import StaleDataError, data_time

@@ -3,13 +3,13 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_monitoring.config import build_config
+from vla_msgs import json_forms
 from vla_msgs.states import SafetyState
 from vla_safety.collision import reduce_points
 from vla_safety.config import SafetyConfig
 from vla_safety.supervisor import EMERGENCY_STOP, LIMITED, OK, STOPPED, SafetySupervisor
-
-from vla_msgs import json_forms
 
 
 def twist(vx=0.0, vy=0.0, wz=0.0):

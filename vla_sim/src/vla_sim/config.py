@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 
 from vla_monitoring.config import ConfigError, param
-
 from vla_sim.scene import WorldConfig
 from vla_sim.world import MAX_ROBOTS
 

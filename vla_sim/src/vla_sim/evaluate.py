@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from vla_edge.encoders import CachedTextEncoder, ImagePreprocessor, make_text_encoder
 from vla_edge.policy import PolicyLoadError, finite_and_clamped, load_policy
-
 from vla_sim import resources
 from vla_sim.instructions import load_instructions, sample_instruction, seen_instructions, unseen_instructions
 from vla_sim.policy import ACTIVE_AXES

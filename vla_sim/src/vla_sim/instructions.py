@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-from vla_msgs.tasks import TaskCommand, TaskRejectedError, parse_task_command
 
+from vla_msgs.tasks import TaskCommand, TaskRejectedError, parse_task_command
 from vla_sim import resources
 from vla_sim.world import TARGET_NAMES, World
 

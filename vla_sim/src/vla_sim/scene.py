@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from vla_monitoring.config import param
 
 # A robot whose edge is this close to its target's edge has reached it. The one definition used by

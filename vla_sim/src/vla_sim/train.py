@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from vla_edge.encoders import SentenceTextEncoder
 from vla_msgs.names import ACTION_NAMES
-
 from vla_sim import resources
 from vla_sim.evaluate import EVAL_FIRST_SEED, RobotPolicy, evaluate
 from vla_sim.expert import expert_action

@@ -12,8 +12,8 @@ import dataclasses
 import logging
 
 import numpy as np
-from vla_monitoring.config import build_config
 
+from vla_monitoring.config import build_config
 from vla_sim import ground_truth, physics, render
 from vla_sim.layout import draw_layout
 from vla_sim.raycast import Solids, cast

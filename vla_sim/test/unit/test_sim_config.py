@@ -1,6 +1,7 @@
 """sim_node configuration: the dataclass defaults build, every bad value names its parameter and range."""
 
 import pytest
+
 from vla_monitoring.config import ConfigError, build_config, defaults
 from vla_sim.config import SimNodeConfig
 from vla_sim.scene import WorldConfig

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+
 from vla_sim.expert import expert_action
 from vla_sim.instructions import (
     SYNONYMS,

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from vla_edge.policy import PolicyLoadError, load_policy
+from vla_sim import resources
 from vla_sim.evaluate import RobotPolicy
 from vla_sim.policy import ACTION_LIMITS, CHUNK_LENGTH, LANGUAGE_DIM
 from vla_sim.rollout import ROBOT_ID, make_world
-
-from vla_sim import resources
 
 
 def test_loads_with_jit_alone_and_outputs_a_bounded_chunk():

@@ -13,6 +13,7 @@ import hashlib
 import struct
 
 import numpy as np
+
 from vla_sim.world import World
 
 DIGESTS = {

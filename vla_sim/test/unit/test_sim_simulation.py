@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_monitoring.config import build_config
 from vla_sim.config import SimNodeConfig
 from vla_sim.simulation import MAX_STEPS_PER_TICK, Pacer, Schedule, Simulation

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from vla_msgs.tasks import MAX_TASK_BYTES, TaskRejectedError, parse_task_command
 from vla_sim.instructions import apply_task_command
 from vla_sim.world import World

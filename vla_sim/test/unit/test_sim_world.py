@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_monitoring.config import ConfigError
 from vla_sim.world import REACHED_DISTANCE_M, TARGET_NAMES, World, WorldConfig, WorldError
 

@@ -23,15 +23,6 @@ from geometry_msgs.msg import Twist
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
-from vla_monitoring.bad_input import BadInputCounter
-from vla_monitoring.config import CONFIG_EXIT_CODE
-from vla_monitoring.ros.callbacks import counted_callback
-from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
-from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
-from vla_monitoring.ros.params import load_config
-from vla_msgs.point_cloud import PointCloudError, read_points
-from vla_msgs.states import LogType
-from vla_msgs.tasks import TaskRejectedError, parse_task_command
 
 from vla_edge.clock import PolledClock
 from vla_edge.config import InferenceConfig
@@ -51,9 +42,18 @@ from vla_edge.policy import PolicyLoadError, configure_threads, load_policy
 from vla_edge.report import loop_status, performance_fields, stats_fields
 from vla_edge.schedule import StepScheduler
 from vla_edge.spec import PolicySpec
+from vla_monitoring.bad_input import BadInputCounter
+from vla_monitoring.config import CONFIG_EXIT_CODE
+from vla_monitoring.ros.callbacks import counted_callback
+from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, InferenceStats
+from vla_msgs.point_cloud import PointCloudError, read_points
 from vla_msgs.srv import SetMode, SetModeResponse
+from vla_msgs.states import LogType
+from vla_msgs.tasks import TaskRejectedError, parse_task_command
 
 LOG = logging.getLogger(__name__)
 BUFF_SIZE = 1 << 24  # larger than any camera frame or cloud this node takes, so rospy never queues old ones

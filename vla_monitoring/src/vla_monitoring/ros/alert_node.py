@@ -15,8 +15,6 @@ from typing import Any
 
 import rospy
 from std_msgs.msg import String
-from vla_msgs.states import AlertLevel, AlertState
-from vla_msgs.tasks import parse_task_command
 
 from vla_monitoring.alert_rules import ACTIVITY, INPUTS, default_rules, load_rule_file
 from vla_monitoring.alerts import ActivityTracker, AlertConfig, AlertEngine, AlertEvent, numeric
@@ -29,6 +27,8 @@ from vla_monitoring.ros.params import load_config
 from vla_monitoring.webhook import WebhookSink
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, Alert, InferenceStats
+from vla_msgs.states import AlertLevel, AlertState
+from vla_msgs.tasks import parse_task_command
 
 LOG = logging.getLogger("vla_monitoring.alert_node")
 _BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 import rosgraph
 import rospy
 from std_msgs.msg import String
-from vla_msgs.states import HealthLevel
-from vla_msgs.tasks import parse_task_command
 
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.health import CLOUD_PROBE, MASTER_PROBE, HealthConfig, HealthMonitor, HealthReport
@@ -27,6 +25,8 @@ from vla_monitoring.ros.master import check_master, ping_node
 from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
 from vla_msgs.msg import Action, ComponentHealth, HealthStatus, InferenceStats
+from vla_msgs.states import HealthLevel
+from vla_msgs.tasks import parse_task_command
 
 _DIAG_LEVEL = {HealthLevel.HEALTHY: OK, HealthLevel.DEGRADED: WARN, HealthLevel.CRITICAL: ERROR}
 _BAD_INPUT = (ValueError, TypeError, AttributeError, UnicodeError)

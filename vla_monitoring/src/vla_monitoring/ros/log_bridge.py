@@ -14,9 +14,9 @@ from typing import Any
 
 import rospy
 from std_msgs.msg import String
-from vla_msgs.json_forms import ProtocolError
 
 from vla_msgs import json_forms, names
+from vla_msgs.json_forms import ProtocolError
 
 _ROSOUT = ((logging.CRITICAL, rospy.logfatal), (logging.ERROR, rospy.logerr), (logging.WARNING, rospy.logwarn),
            (logging.INFO, rospy.loginfo))

@@ -17,8 +17,6 @@ from collections.abc import Callable
 
 import rospy
 from std_msgs.msg import String
-from vla_msgs.json_forms import ProtocolError
-from vla_msgs.states import SafetyState
 
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.exporter import Exporter
@@ -29,7 +27,9 @@ from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
+from vla_msgs.json_forms import ProtocolError
 from vla_msgs.msg import Action, InferenceStats, SafetyStatus
+from vla_msgs.states import SafetyState
 
 _BAD_INPUT = (ValueError, TypeError, KeyError, AttributeError, UnicodeError)
 INPUTS = (names.ACTION, names.INFERENCE_STATS, names.LOGS_JSON, names.SAFETY_STATUS, names.RESOURCES_JSON,

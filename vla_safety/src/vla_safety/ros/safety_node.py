@@ -17,12 +17,12 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import LaserScan, PointCloud2
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger, TriggerResponse
+
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.ros.callbacks import counted_callback
 from vla_monitoring.ros.diagnostics import Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
-
 from vla_msgs import json_forms, names, point_cloud
 from vla_msgs.msg import SafetyStatus
 from vla_safety.collision import BadSensorDataError

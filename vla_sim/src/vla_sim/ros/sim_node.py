@@ -19,15 +19,15 @@ from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import String
+
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.ros.callbacks import counted_callback
 from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
-from vla_msgs.tasks import TaskRejectedError
-
 from vla_msgs import json_forms, names
 from vla_msgs.srv import ResetSim, ResetSimResponse
+from vla_msgs.tasks import TaskRejectedError
 from vla_sim.config import SimNodeConfig
 from vla_sim.instructions import apply_task_command
 from vla_sim.simulation import Simulation
