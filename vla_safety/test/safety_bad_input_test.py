@@ -83,7 +83,7 @@ class BadInputTest(unittest.TestCase):
             stale.header.stamp = rospy.Time.now() - rospy.Duration(5.0)
             scan_pub.publish(stale)
             pace.sleep()
-        h.wait(lambda: "s old" in inputs().get(f"last problem on {names.SCAN}", ""), 5, "the stale scan reported")
+        h.wait(lambda: "s old" in inputs().get(f"last bad {names.SCAN}", ""), 5, "the stale scan reported")
         ids = {s.hardware_id for s in diags.values() if "safety_node" in s.name}
         self.assertEqual(ids, {"test_robot"})
 

@@ -21,7 +21,7 @@ from vla_monitoring.alerts import ActivityTracker, AlertConfig, AlertEngine, Ale
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.config import CONFIG_EXIT_CODE, ConfigError
 from vla_monitoring.ros.callbacks import counted_callback
-from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status, report_bad_input
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
 from vla_monitoring.webhook import WebhookSink
@@ -182,14 +182,7 @@ class AlertNode:
         return stat
 
     def _diag_inputs(self, stat: Status) -> Status:
-        # copies taken at once (the callbacks' threads add to them), then read at leisure
-        counts, reasons = dict(self.bad.counts), dict(self.bad.last_reason)
-        total = sum(counts.values())
-        stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
-        for topic in TOPICS:
-            stat.add(f"dropped {topic}", str(counts.get(topic, 0)))
-            if topic in reasons:
-                stat.add(f"last bad {topic}", reasons[topic])
+        report_bad_input(stat, self.bad, TOPICS)
         with self.lock:
             now = self.clock()
             ages = {topic: self.engine.age_s(topic, now) for topic in (*JSON_INPUTS, names.INFERENCE_STATS)}

@@ -72,7 +72,7 @@ class DashboardNode:
                         queue_size=100)
         self.diag = Diagnostics(config.robot_id if not config.robots else "fleet", period_s=1.0)
         self.diag.task("dashboard", self._diag_dashboard)
-        self.diag.task("inputs", self._diag_inputs)
+        self.diag.bad_input(self.state.bad, self.sources)
 
     def _subscribe(self, topic: str, msg_type: type, handle: Callable, queue_size: int = 10) -> None:
         """Every input goes through the one counted-callback wrapper, counted under its resolved name."""
@@ -95,14 +95,6 @@ class DashboardNode:
         stat.add("robots", ", ".join(self.state.robot_ids))
         return stat
 
-    def _diag_inputs(self, stat: Status) -> Status:
-        bad = self.state.bad
-        stat.summary(OK if bad.total == 0 else WARN, f"{bad.total} bad inputs dropped")
-        for source in self.sources:
-            stat.add(f"dropped {source}", str(bad.counts.get(source, 0)))
-            if source in bad.last_reason:
-                stat.add(f"last bad {source}", bad.last_reason[source])
-        return stat
 
 
 def _fatal(message: str) -> None:

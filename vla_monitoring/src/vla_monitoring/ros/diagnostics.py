@@ -8,14 +8,32 @@ a time-stamp status for data ages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import diagnostic_updater
 import rospy
 from diagnostic_msgs.msg import DiagnosticStatus
 
+from vla_monitoring.bad_input import BadInputCounter
+
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
 Status = diagnostic_updater.DiagnosticStatusWrapper
+
+
+def report_bad_input(stat: Status, counter: BadInputCounter, sources: Iterable[str] = ()) -> Status:
+    """Fills `stat` the way every node reports dropped input: WARN while any was dropped, then
+    `dropped <source>` (every listed source, and any other that dropped something) and
+    `last bad <source>` with the reason of the newest one."""
+    # Copies taken at once: subscriber threads add to the counter while this runs.
+    counts, reasons = dict(counter.counts), dict(counter.last_reason)
+    total = sum(counts.values())
+    stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
+    listed = list(sources)
+    for source in [*listed, *sorted(set(counts) - set(listed))]:
+        stat.add(f"dropped {source}", str(counts.get(source, 0)))
+        if source in reasons:
+            stat.add(f"last bad {source}", reasons[source])
+    return stat
 
 
 class Diagnostics:
@@ -45,6 +63,11 @@ class Diagnostics:
             diagnostic_updater.TimeStampStatusParam(min_acceptable=min_age_s, max_acceptable=max_age_s), name)
         self.updater.add(status)
         return status
+
+    def bad_input(self, counter: BadInputCounter, sources: Iterable[str] = (), name: str = "inputs") -> None:
+        """Adds the task that reports `counter` (see report_bad_input)."""
+        listed = tuple(sources)
+        self.task(name, lambda stat: report_bad_input(stat, counter, listed))
 
     def force_update(self) -> None:
         self.updater.force_update()

@@ -60,7 +60,7 @@ class HealthNode:
         self.typed_pub = rospy.Publisher(names.HEALTH, HealthStatus, queue_size=5)
         self.diag = Diagnostics(config.robot_id, period_s=1.0)
         self.diag.task("health", self._diag_health)
-        self.diag.task("inputs", self._diag_inputs)
+        self.diag.bad_input(self.bad, (names.CAMERA_IMAGE, names.TASK_COMMAND, names.INFERENCE_STATS, names.ACTION))
 
         # AnyMsg: only arrival matters, never deserialise images here.
         rospy.Subscriber(names.CAMERA_IMAGE, rospy.AnyMsg, self._on_image, queue_size=1, buff_size=1 << 22)
@@ -131,14 +131,6 @@ class HealthNode:
         stat.add("probes running", ", ".join(self.probes.running()) or "none")
         return stat
 
-    def _diag_inputs(self, stat: Status) -> Status:
-        total = self.bad.total
-        stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
-        for source in (names.CAMERA_IMAGE, names.TASK_COMMAND, names.INFERENCE_STATS, names.ACTION):
-            stat.add(f"dropped {source}", str(self.bad.counts.get(source, 0)))
-            if source in self.bad.last_reason:
-                stat.add(f"last bad {source}", self.bad.last_reason[source])
-        return stat
 
 
 def main() -> None:

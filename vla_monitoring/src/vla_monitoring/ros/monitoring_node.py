@@ -100,7 +100,7 @@ class MonitoringNode:
         self.diag.task("metrics", self._diag_metrics)
         self.diag.task("log archive", self._diag_archive)
         self.diag.task("exporter", self._diag_exporter)
-        self.diag.task("inputs", self._diag_inputs)
+        self.diag.bad_input(self.bad, INPUTS)
 
         # The streams come at the policy's rate or faster (vla_logs: an entry per inference and per action);
         # queues long enough to ride out a burst rather than drop counts.
@@ -231,14 +231,6 @@ class MonitoringNode:
             stat.add("port", str(self.exporter.port))
         return stat
 
-    def _diag_inputs(self, stat: Status) -> Status:
-        total = self.bad.total
-        stat.summary(OK if total == 0 else WARN, f"{total} bad inputs dropped")
-        for source in INPUTS:
-            stat.add(f"dropped {source}", str(self.bad.counts.get(source, 0)))
-            if source in self.bad.last_reason:
-                stat.add(f"last bad {source}", self.bad.last_reason[source])
-        return stat
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ class SafetyNode:
 
         self.diag = Diagnostics(config.robot_id)
         self.diag.task("supervisor", self._diag_supervisor)
-        self.diag.task("inputs", self._diag_inputs)
+        self.diag.bad_input(self.bad)
         # Commands add outputs of their own, so only the least rate is a promise.
         self._rate = self.diag.rate("cmd_vel output rate", min_hz=config.output_rate)
 
@@ -225,13 +225,6 @@ class SafetyNode:
             stat.add(f"{name}_age_s", "never" if age is None else f"{age:.2f}")
         return stat
 
-    def _diag_inputs(self, stat: Status) -> Status:
-        total = self.bad.total
-        stat.summary(DiagnosticStatus.OK if total == 0 else DiagnosticStatus.WARN, f"{total} bad messages dropped")
-        for topic, count in sorted(self.bad.counts.items()):
-            stat.add(f"dropped {topic}", str(count))
-            stat.add(f"last problem on {topic}", self.bad.last_reason.get(topic, ""))
-        return stat
 
 
 def main() -> None:
