@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 
 from vla_monitoring.probes import Probe, ProbeRunner, check_cloud
+from vla_msgs.waiting import wait_until
 
 
 class FakeClock:
@@ -20,10 +21,7 @@ class FakeClock:
 
 
 def wait_for(cond, timeout_s=5.0):
-    end = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.005)
+    return wait_until(cond, timeout_s, "the probes' threads", poll_s=0.005)
 
 
 def test_a_hung_probe_neither_blocks_poll_nor_delays_the_others():
