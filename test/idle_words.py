@@ -10,6 +10,7 @@ import json
 import threading
 import unittest
 
+import rosgraph
 import rospy
 import rostest
 from geometry_msgs.msg import Twist
@@ -68,9 +69,18 @@ class IdleWords(unittest.TestCase):
     def _wait(self, condition, timeout_s, what):
         return wait_until(condition, timeout_s, what, clock=rospy.get_time)
 
+    def _subscribers(self, topic: str) -> set[str]:
+        """The nodes the master lists as subscribers of `topic` (other nodes read task_command too)."""
+        _pubs, subs, _srvs = rosgraph.Master(rospy.get_name()).getSystemState()
+        resolved = rospy.resolve_name(topic)
+        return next((set(nodes) for name, nodes in subs if name == resolved), set())
+
     def test_idle_words_idle_simulator_and_policy(self):
-        self._wait(lambda: self.robot and self.tasks.get_num_connections() >= 2, STARTUP_S,
-                   "sim/state and two task_command subscribers (sim_node, inference_node)")
+        readers = {rospy.resolve_name(names.SIM_NODE), rospy.resolve_name(names.INFERENCE_NODE)}
+        self._wait(lambda: self.robot and readers <= self._subscribers(names.TASK_COMMAND), STARTUP_S,
+                   "sim/state, and sim_node and inference_node on task_command")
+        self._wait(lambda: self.tasks.get_num_connections() >= len(readers), STARTUP_S,
+                   "this test's task_command connected to them")
         for word in IDLE_WORDS:
             with self.subTest(word=word):
                 self._drive_then_idle(word)
