@@ -25,17 +25,18 @@ def _ms(value: float) -> float | None:
     return round(value, 3) if math.isfinite(value) else None
 
 
-def stats_fields(snap: Snapshot, mode: str, dropped_frames: int) -> dict:
-    """The fields of vla_msgs/InferenceStats (header aside); dropped_frames counts every refused frame."""
+def stats_fields(snap: Snapshot, mode: str, dropped_frames: int, latency_ms: float = math.nan) -> dict:
+    """The fields of vla_msgs/InferenceStats (header aside); dropped_frames counts every refused frame,
+    latency_ms is the last action's image arrival to publication (NaN before the first)."""
     c = snap.counters
     return {
         "mode": mode, "model_version": snap.model_version, "current_task": snap.current_task,
         "window_s": snap.window_s, "fps": snap.fps, "inference_ms_mean": _known(snap.inference_ms_mean),
         "inference_ms_p50": _known(snap.inference_ms_p50), "inference_ms_p99": _known(snap.inference_ms_p99),
         "overhead_ms_p50": _known(snap.overhead_ms_p50), "overhead_ms_p99": _known(snap.overhead_ms_p99),
-        "image_age_ms": _known(snap.image_age_ms), "inference_count": c.inference_count,
-        "action_count": c.action_count, "error_count": c.error_count, "dropped_frames": dropped_frames,
-        "stale_frames": c.stale_frames,
+        "image_age_ms": _known(snap.image_age_ms), "latency_ms": _known(latency_ms),
+        "inference_count": c.inference_count, "action_count": c.action_count, "error_count": c.error_count,
+        "dropped_frames": dropped_frames, "stale_frames": c.stale_frames,
     }
 
 

@@ -30,6 +30,7 @@ def test_nothing_measured_is_null_in_json_and_minus_one_in_the_message():
     assert doc["image_queue_size"] == 0 and doc["fps"] == 0.0
     stats = stats_fields(_snapshot(), "edge", dropped_frames=0)
     assert stats["image_age_ms"] == UNKNOWN and stats["inference_ms_p99"] == UNKNOWN
+    assert stats["latency_ms"] == UNKNOWN
 
 
 def test_measured_values_and_seed_fields():
@@ -41,7 +42,8 @@ def test_measured_values_and_seed_fields():
     assert (doc["image_queue_size"], doc["lidar_queue_size"], doc["task_queue_size"]) == (1, 0, 1)
     assert doc["current_task"] == "go" and doc["last_action_time"] == 12.5 and doc["dropped_frames"] == 4
     assert doc["starved_steps"] == 2 and doc["action_count"] == 3
-    stats = stats_fields(snap, "edge", dropped_frames=4)
+    stats = stats_fields(snap, "edge", dropped_frames=4, latency_ms=42.5)
+    assert stats["latency_ms"] == 42.5
     assert stats["image_age_ms"] == 31.5 and stats["dropped_frames"] == 4 and stats["action_count"] == 3
 
 

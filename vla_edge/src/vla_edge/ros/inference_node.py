@@ -70,6 +70,7 @@ class InferenceNode:
         self.logs = logs
         self.bridge = CvBridge()
         self.bad = BadInputCounter(clock=rospy.get_time)
+        self.last_latency_ms = math.nan  # the last action's image arrival to publication; NaN before the first
         clock = PolledClock(rospy.get_time, wall_time=rospy.rostime.is_wallclock())
         self.controller = InferenceController(config, runtime, clock=clock,
                                               on_error=self._on_error, on_inference=self._on_inference)
@@ -256,7 +257,7 @@ class InferenceNode:
         msg.model_version = act.chunk.model_version
         msg.source = self.modes.mode
         msg.inference_ms = act.chunk.inference_ms
-        msg.latency_ms = (published - result.frame.received_perf_s) * 1000.0
+        msg.latency_ms = self.last_latency_ms = (published - result.frame.received_perf_s) * 1000.0
         self.action_pub.publish(msg)
         self.controller.finish_step(result, (published - start) * 1000.0 - result.waited_ms)
         self.logs.entry(LogType.ACTION.value, action=a, task=result.task)
@@ -269,7 +270,7 @@ class InferenceNode:
     def _on_stats(self, _event) -> None:
         snap = self.controller.snapshot()
         dropped = self._dropped_frames(snap.counters.dropped_frames)
-        msg = InferenceStats(**stats_fields(snap, self.modes.mode, dropped))
+        msg = InferenceStats(**stats_fields(snap, self.modes.mode, dropped, self.last_latency_ms))
         msg.header.stamp = rospy.Time.now()
         self.stats_pub.publish(msg)
         perf = json_forms.PERFORMANCE.build(timestamp=rospy.get_time(),
