@@ -22,19 +22,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-import xmlrpc.client
 from pathlib import Path
 
 import numpy as np
 import rosgraph
 import rospy
+from procstat import cpu_seconds, node_pid
 from std_msgs.msg import String
 
 from vla_monitoring.browser import open_chromium
 from vla_msgs import json_forms, launching, names, waiting
 from vla_msgs.msg import InferenceStats
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 RECORDER = """
 window.__bench = [];
 window.vlaDashboard.source.addEventListener("snapshot", (e) => {
@@ -51,14 +50,6 @@ def wait(condition, timeout_s: float, what: str):
     return waiting.wait_until(condition, timeout_s, what, poll_s=0.05)
 
 
-def node_pid(name: str) -> int:
-    uri = rosgraph.Master("/bench").lookupNode(name)
-    return int(xmlrpc.client.ServerProxy(uri).getPid("/bench")[2])
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def resources_doc(cpu: float) -> str:
@@ -173,13 +164,13 @@ def main() -> int:
         pid = node_pid("/dashboard_node")
         feed_one_robot(pubs, stats_pub, 0)
         time.sleep(1.0)
-        t0, c0 = time.monotonic(), cpu_ticks(pid)
+        t0, c0 = time.monotonic(), cpu_seconds(pid)
         k = 1
         while time.monotonic() - t0 < args.cpu_window:
             feed_one_robot(pubs, stats_pub, k)
             k += 1
             time.sleep(max(0.0, t0 + k - 1 - time.monotonic()))
-        cpu = 100.0 * (cpu_ticks(pid) - c0) / CLK_TCK / (time.monotonic() - t0)
+        cpu = 100.0 * (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
         health = json.loads(urllib.request.urlopen(url + "healthz", timeout=5.0).read())
     finally:
         if driver is not None:

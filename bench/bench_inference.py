@@ -27,13 +27,13 @@ import sys
 import tempfile
 import threading
 import time
-import xmlrpc.client
 from pathlib import Path
 
 import numpy as np
 import rosgraph
 import rospy
 from geometry_msgs.msg import Twist
+from procstat import cpu_seconds, node_pid, rss_mb
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -41,28 +41,13 @@ from vla_msgs import launching, names, waiting
 from vla_msgs.msg import Action, InferenceStats, SafetyStatus
 
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def wait(condition, timeout_s: float, what: str) -> None:
     waiting.wait_until(condition, timeout_s, what, poll_s=0.05)
 
 
-def node_pid(name: str) -> int:
-    uri = rosgraph.Master("/bench").lookupNode(name)
-    return int(xmlrpc.client.ServerProxy(uri).getPid("/bench")[2])
 
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def stamp_us(stamp: rospy.Time) -> int:
@@ -153,11 +138,11 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
         tasks.publish(String(data=f"go to the {args.target}"))
         time.sleep(2.0)  # first chunk, steady state
         probe.reset()
-        t0, c0, s0 = time.monotonic(), cpu_ticks(pid), cpu_ticks(safety_pid)
+        t0, c0, s0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(safety_pid)
         time.sleep(args.duration)
         wait(lambda: probe.stats is not None and probe.perf is not None, 3.0, "fresh statistics")
-        elapsed, ticks = time.monotonic() - t0, cpu_ticks(pid) - c0
-        safety_ticks = cpu_ticks(safety_pid) - s0
+        elapsed, cpu_s = time.monotonic() - t0, cpu_seconds(pid) - c0
+        safety_cpu_s = cpu_seconds(safety_pid) - s0
         stats, perf, rss = probe.stats, probe.perf, rss_mb(pid)
         e2e = probe.end_to_end_ms()
         tasks.publish(String(data="standby"))
@@ -174,7 +159,7 @@ def run_rate(rate: float, args, probe: Probe, tasks, logdir: Path) -> dict:
         "e2e_n": int(e2e.size),
         "e2e_p50": float(np.percentile(e2e, 50)) if e2e.size else float("nan"),
         "e2e_p99": float(np.percentile(e2e, 99)) if e2e.size else float("nan"),
-        "cpu": 100.0 * ticks / CLK_TCK / elapsed, "rss": rss, "safety_cpu": 100.0 * safety_ticks / CLK_TCK / elapsed,
+        "cpu": 100.0 * cpu_s / elapsed, "rss": rss, "safety_cpu": 100.0 * safety_cpu_s / elapsed,
         "stale": stats.stale_frames, "starved": perf["starved_steps"],
     }
 

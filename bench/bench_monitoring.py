@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from procstat import cpu_seconds, rss_mb
 from prometheus_client.parser import text_string_to_metric_families
 
 from vla_msgs.launching import ProcessGroup, free_port
@@ -58,16 +59,6 @@ NOTE = (
 )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def node_pid(group: ProcessGroup) -> int:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import cpu_seconds
 
 from vla_msgs import launching, names, waiting
 
@@ -229,10 +230,6 @@ class Bench:
         self.cloud = self.clouds["near"]
         return samples
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
