@@ -1,0 +1,396 @@
+"""The fleet's task store: tasks, their attempts (one per assignment) and their history, on SQLite or PostgreSQL.
+
+Every transition is one transaction, so a process killed at any moment leaves each task in exactly
+one state. A task is claimed for a robot with a conditional update (`state = 'pending'`) inside a
+transaction that holds the candidates: SQLite takes the single writer lock first (`BEGIN
+IMMEDIATE`), PostgreSQL locks the candidate rows with `SELECT ... FOR UPDATE SKIP LOCKED`, so of
+several managers on one database each task is claimed by one. A unique partial index keeps one
+active (assigned or running) task per robot, whichever manager assigned it.
+
+`open_store("sqlite:///path")` (WAL) or `open_store("postgresql://user@host:port/db")` (psycopg).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PENDING, ASSIGNED, RUNNING = "pending", "assigned", "running"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+TASK_STATES = (PENDING, ASSIGNED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ACTIVE_STATES = (ASSIGNED, RUNNING)
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+DEFAULT_DB_URL = "sqlite:///" + str(Path("~/.ros/vla_fleet/fleet.db").expanduser())
+
+
+class StoreError(RuntimeError):
+    """The database could not be opened or refused a statement."""
+
+
+@dataclass
+class StoredTask:
+    """One task as stored; `robot_id` is the robot it runs on (empty while pending)."""
+    id: str
+    description: str
+    priority: int
+    requested_robot: str
+    parameters: dict
+    state: str
+    robot_id: str
+    created_time: float
+    updated_time: float
+    assignment_time: float
+    attempts: int
+    failures: int
+    reasons: list[str] = field(default_factory=list)
+    seq: int = 0
+    x: float | None = None
+    y: float | None = None
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> tuple[float, float] | None:
+        return None if self.x is None or self.y is None else (self.x, self.y)
+
+
+_COLUMNS = ("id, description, priority, requested_robot, parameters_json, state, robot_id, created_time, "
+            "updated_time, assignment_time, attempts, failures, reasons_json, seq, x, y, capabilities")
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    requested_robot TEXT NOT NULL DEFAULT '',
+    parameters_json TEXT NOT NULL DEFAULT '{{}}',
+    state TEXT NOT NULL,
+    robot_id TEXT NOT NULL DEFAULT '',
+    created_time DOUBLE PRECISION NOT NULL,
+    updated_time DOUBLE PRECISION NOT NULL,
+    assignment_time DOUBLE PRECISION NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    reasons_json TEXT NOT NULL DEFAULT '[]',
+    x DOUBLE PRECISION,
+    y DOUBLE PRECISION,
+    capabilities TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (state, priority, created_time, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_one_active_per_robot ON tasks (robot_id)
+    WHERE state IN ('assigned', 'running');
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    robot_id TEXT NOT NULL,
+    manager_id TEXT NOT NULL,
+    assigned_time DOUBLE PRECISION NOT NULL,
+    ended_time DOUBLE PRECISION,
+    outcome TEXT,
+    reason TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id {serial},
+    task_id TEXT NOT NULL,
+    time DOUBLE PRECISION NOT NULL,
+    event TEXT NOT NULL,
+    robot_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS history_task ON history (task_id, id);
+"""
+
+
+class TaskStore:
+    """The tasks of one fleet in one database; safe to share between threads of one process."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self._lock = threading.Lock()
+        if db_url.startswith("sqlite:///"):
+            self.dialect = "sqlite"
+            self._conn = _open_sqlite(db_url[len("sqlite:///"):])
+            serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+        elif db_url.startswith(("postgresql://", "postgres://")):
+            self.dialect = "postgresql"
+            self._conn = _open_postgresql(db_url)
+            serial = "BIGSERIAL PRIMARY KEY"
+        else:
+            raise StoreError(f"db_url {db_url!r}: expected sqlite:///path or postgresql://...")
+        with self._tx() as cur:
+            if self.dialect == "postgresql":
+                # two managers starting together must not both create the tables
+                cur.execute("SELECT pg_advisory_xact_lock(4242)")
+            for statement in _TABLES.format(serial=serial).split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One transaction; SQLite takes the writer lock at its start so that a read-then-claim is atomic."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                cur = self._conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Cursor(cur, "?")
+                except BaseException:
+                    self._conn.rollback()
+                    raise
+                self._conn.commit()
+            else:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    yield _Cursor(cur, "%s")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> StoredTask | None:
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return _task(rows[0]) if rows else None
+
+    def list_tasks(self, state: str = "", limit: int = 10_000) -> list[StoredTask]:
+        """Tasks in queue order (priority, then submission), all states or one."""
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks {where} ORDER BY priority, created_time, seq LIMIT ?",
+                             (*args, limit))
+        return [_task(r) for r in rows]
+
+    def active(self) -> list[StoredTask]:
+        """Tasks assigned or running, by any manager."""
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state IN (?, ?) ORDER BY seq", ACTIVE_STATES)
+        return [_task(r) for r in rows]
+
+    def history(self, task_id: str) -> list[tuple[float, str, str, str]]:
+        with self._tx() as cur:
+            return [tuple(r) for r in cur.query(
+                "SELECT time, event, robot_id, detail FROM history WHERE task_id = ? ORDER BY id", (task_id,))]
+
+    def attempts(self, task_id: str) -> list[tuple[int, str, str, str | None, str | None]]:
+        """(attempt, robot_id, manager_id, outcome, reason) of each assignment of the task."""
+        with self._tx() as cur:
+            return [tuple(r) for r in cur.query(
+                "SELECT attempt, robot_id, manager_id, outcome, reason FROM attempts WHERE task_id = ? "
+                "ORDER BY attempt", (task_id,))]
+
+    def count(self, state: str) -> int:
+        with self._tx() as cur:
+            return int(cur.query("SELECT COUNT(*) FROM tasks WHERE state = ?", (state,))[0][0])
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def submit(self, description: str, priority: int, now: float, *, requested_robot: str = "",
+               parameters: dict | None = None, location: tuple[float, float] | None = None,
+               capabilities: Sequence[str] = ()) -> StoredTask:
+        """A new pending task with a fresh UUID4 id."""
+        task_id = str(uuid.uuid4())
+        params = json.dumps(parameters or {}, allow_nan=False)
+        x, y = location if location is not None else (None, None)
+        with self._tx() as cur:
+            cur.run("INSERT INTO tasks (id, description, priority, requested_robot, parameters_json, state, "
+                    "created_time, updated_time, x, y, capabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task_id, description, priority, requested_robot, params, PENDING, now, now, x, y,
+                     ",".join(sorted(set(capabilities)))))
+            _event(cur, task_id, now, "submitted", requested_robot, f"priority {priority}")
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return _task(rows[0])
+
+    def assign_round(self, decide: Callable[[list[StoredTask], set[str]], list[tuple[str, str]]],
+                     manager_id: str, now: float, limit: int) -> list[StoredTask]:
+        """Claim tasks for robots in one transaction: `decide(pending, busy_robots)` sees up to `limit`
+        pending tasks (queue order, none another manager is deciding on) and the robots with an active
+        task, and returns (task_id, robot_id) pairs; the claimed tasks come back. A robot another
+        manager claimed meanwhile makes the whole round roll back: the next round decides again."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        try:
+            with self._tx() as cur:
+                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state = ? "
+                                 f"ORDER BY priority, created_time, seq LIMIT ?{lock}", (PENDING, limit))
+                pending = [_task(r) for r in rows]
+                if not pending:
+                    return []
+                busy = {r[0] for r in cur.query("SELECT robot_id FROM tasks WHERE state IN (?, ?)", ACTIVE_STATES)}
+                by_id = {t.id: t for t in pending}
+                claimed = []
+                for task_id, robot_id in decide(pending, busy):
+                    task = by_id.pop(task_id, None)
+                    if task is None or robot_id in busy:
+                        raise StoreError(f"decide() returned task {task_id} or robot {robot_id} twice or unknown")
+                    busy.add(robot_id)
+                    attempt = task.attempts + 1
+                    cur.run("UPDATE tasks SET state = ?, robot_id = ?, assignment_time = ?, updated_time = ?, "
+                            "attempts = ? WHERE id = ? AND state = ?",
+                            (ASSIGNED, robot_id, now, now, attempt, task_id, PENDING))
+                    if cur.rowcount != 1:
+                        raise StoreError(f"task {task_id} left pending during the round")
+                    cur.run("INSERT INTO attempts (task_id, attempt, robot_id, manager_id, assigned_time) "
+                            "VALUES (?, ?, ?, ?, ?)", (task_id, attempt, robot_id, manager_id, now))
+                    _event(cur, task_id, now, "assigned", robot_id, f"attempt {attempt} by {manager_id}")
+                    task.state, task.robot_id, task.assignment_time, task.attempts = ASSIGNED, robot_id, now, attempt
+                    task.updated_time = now
+                    claimed.append(task)
+                return claimed
+        except _integrity_errors():
+            return []
+
+    def mark_running(self, task_id: str, robot_id: str, now: float) -> bool:
+        """The robot started its assigned task; False when the task is not assigned to it."""
+        with self._tx() as cur:
+            cur.run("UPDATE tasks SET state = ?, updated_time = ? WHERE id = ? AND robot_id = ? AND state IN (?, ?)",
+                    (RUNNING, now, task_id, robot_id, *ACTIVE_STATES))
+            if cur.rowcount != 1:
+                return False
+            _event(cur, task_id, now, "started", robot_id, "")
+            return True
+
+    def finish(self, task_id: str, robot_id: str, outcome: str, reason: str, now: float,
+               max_retries: int = 0) -> str | None:
+        """The robot's attempt ended: succeeded, failed (retried while failures <= max_retries, then
+        failed for good with every reason) or handed back (`cancelled` by the robot: pending again,
+        not counted as a failure). The task's new state, or None when it was not active on that robot."""
+        if outcome not in (SUCCEEDED, FAILED, CANCELLED):
+            raise ValueError(f"outcome {outcome!r}: expected succeeded, failed or cancelled")
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND robot_id = ? AND state IN (?, ?)",
+                             (task_id, robot_id, *ACTIVE_STATES))
+            if not rows:
+                return None
+            task = _task(rows[0])
+            failures, reasons = task.failures, list(task.reasons)
+            if outcome == SUCCEEDED:
+                state = SUCCEEDED
+            elif outcome == FAILED:
+                failures += 1
+                reasons.append(f"{robot_id}: {reason or 'failed'}")
+                state = PENDING if failures <= max_retries else FAILED
+            else:
+                reasons.append(f"{robot_id} handed it back: {reason or 'cancelled'}")
+                state = PENDING
+            self._end_attempt(cur, task, state, outcome, reason, now, failures, reasons)
+            return state
+
+    def requeue(self, task_id: str, reason: str, now: float) -> bool:
+        """An active task whose robot went silent or dropped it goes back to pending at its priority."""
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND state IN (?, ?)",
+                             (task_id, *ACTIVE_STATES))
+            if not rows:
+                return False
+            task = _task(rows[0])
+            self._end_attempt(cur, task, PENDING, "lost", reason, now, task.failures,
+                              [*task.reasons, f"{task.robot_id}: {reason}"])
+            return True
+
+    def cancel(self, task_id: str, reason: str, now: float) -> StoredTask | None:
+        """Cancel a pending or active task; the task as it was (None when unknown); a task already
+        finished is left as it is."""
+        with self._tx() as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+            if not rows:
+                return None
+            task = _task(rows[0])
+            if task.state in FINAL_STATES:
+                return task
+            if task.state in ACTIVE_STATES:
+                self._end_attempt(cur, task, CANCELLED, CANCELLED, reason, now, task.failures,
+                                  [*task.reasons, f"cancelled: {reason}"])
+            else:
+                cur.run("UPDATE tasks SET state = ?, updated_time = ? WHERE id = ?", (CANCELLED, now, task_id))
+                _event(cur, task_id, now, CANCELLED, "", reason)
+            return task
+
+    def _end_attempt(self, cur: _Cursor, task: StoredTask, state: str, outcome: str, reason: str, now: float,
+                     failures: int, reasons: list[str]) -> None:
+        robot_id = task.robot_id if state in FINAL_STATES and state != CANCELLED else ""
+        cur.run("UPDATE tasks SET state = ?, robot_id = ?, updated_time = ?, failures = ?, reasons_json = ? "
+                "WHERE id = ?", (state, robot_id, now, failures, json.dumps(reasons), task.id))
+        cur.run("UPDATE attempts SET ended_time = ?, outcome = ?, reason = ? WHERE task_id = ? AND attempt = ?",
+                (now, outcome, reason, task.id, task.attempts))
+        _event(cur, task.id, now, outcome if state != PENDING else f"{outcome}, requeued", task.robot_id, reason)
+
+
+class _Cursor:
+    """A DB-API cursor that takes `?` placeholders in both dialects."""
+
+    def __init__(self, cur: Any, mark: str) -> None:
+        self._cur, self._mark = cur, mark
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self._cur.execute(sql if self._mark == "?" else sql.replace("?", self._mark), tuple(args))
+
+    def execute(self, sql: str) -> None:
+        self._cur.execute(sql)
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        self.run(sql, args)
+        return self._cur.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+
+def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, detail: str) -> None:
+    cur.run("INSERT INTO history (task_id, time, event, robot_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (task_id, now, event, robot_id, detail))
+
+
+def _task(row: Sequence[Any]) -> StoredTask:
+    (task_id, description, priority, requested, params, state, robot_id, created, updated, assigned, attempts,
+     failures, reasons, seq, x, y, caps) = row
+    return StoredTask(task_id, description, int(priority), requested, json.loads(params), state, robot_id,
+                      float(created), float(updated), float(assigned), int(attempts), int(failures),
+                      json.loads(reasons), int(seq), x, y, tuple(c for c in caps.split(",") if c))
+
+
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # isolation_level=None: transactions are the explicit BEGIN IMMEDIATE ... COMMIT of _tx
+        conn = sqlite3.connect(str(Path(path).expanduser()) if path != ":memory:" else path,
+                               timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
+    return conn
+
+
+def _open_postgresql(url: str) -> Any:
+    import psycopg  # only a PostgreSQL store needs it
+
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to {url}: {exc}") from exc
+
+
+def _integrity_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [sqlite3.IntegrityError]
+    try:
+        import psycopg
+    except ImportError:
+        return tuple(errors)
+    return (*errors, psycopg.IntegrityError)
+
+
+def open_store(db_url: str = DEFAULT_DB_URL) -> TaskStore:
+    """The store at db_url (`sqlite:///path`, `postgresql://...`); tables created when missing."""
+    return TaskStore(db_url)
