@@ -28,6 +28,7 @@ MIRRORS = {
     "monitoring.yaml": ("vla_monitoring.metrics", "MonitoringConfig"),
     "dashboard.yaml": ("vla_monitoring.dashboard", "DashboardConfig"),
     "alert.yaml": ("vla_monitoring.alerts", "AlertConfig"),
+    "robot_agent.yaml": ("vla_fleet.agent", "AgentConfig"),
 }
 # config files that are not one node's parameters, each checked on its own
 NOT_PARAMETERS = {
