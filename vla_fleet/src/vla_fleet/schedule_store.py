@@ -1,0 +1,160 @@
+"""The scheduler's persistent table: schedules kept in the fleet's database, next-ready order from its index.
+
+One table, `vla_schedules`, in the same database as the fleet manager's (an SQLite file in WAL mode;
+created if missing). The next schedules to run come from a partial index on (ready, priority) of the
+active rows with `ORDER BY ... LIMIT`, so neither an insert nor a pop re-sorts the whole set.
+`due` is the slot a schedule stands for; `ready` is when it may next be tried (its slot, or later
+after a failed submit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+ACTIVE, DONE, CANCELLED, FAILED = "active", "done", "cancelled", "failed"
+STATES = (ACTIVE, DONE, CANCELLED, FAILED)
+AT, INTERVAL, CRON = "at", "interval", "cron"
+
+
+class StoreError(ValueError):
+    """A database URL this store cannot open; the message says which forms it takes."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    description: str
+    priority: int                # lower runs first
+    robot_id: str                # empty = any suitable robot
+    parameters_json: str         # what goes to submit_task ("{}" when none)
+    kind: str                    # AT, INTERVAL or CRON
+    interval_s: float | None     # INTERVAL only
+    cron: str | None             # CRON only
+    due: float                   # the slot this schedule runs for next [s, the node's clock]
+    ready: float                 # when it may next be tried: `due`, or later after a failed submit
+    created: float
+    state: str = ACTIVE
+    attempts: int = 0            # failed submits of the current slot
+    runs: int = 0                # successful submits
+    last_task_id: str = ""
+    last_error: str = ""
+
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(Schedule))
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS vla_schedules (
+        id TEXT PRIMARY KEY, description TEXT NOT NULL, priority INTEGER NOT NULL, robot_id TEXT NOT NULL,
+        parameters_json TEXT NOT NULL, kind TEXT NOT NULL, interval_s DOUBLE PRECISION, cron TEXT,
+        due DOUBLE PRECISION NOT NULL, ready DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL, attempts INTEGER NOT NULL, runs INTEGER NOT NULL, last_task_id TEXT NOT NULL,
+        last_error TEXT NOT NULL)""",
+    # Only active rows are ever popped: the partial index stays the size of what is still to run.
+    "CREATE INDEX IF NOT EXISTS vla_schedules_ready ON vla_schedules (ready, priority, created) "
+    "WHERE state = 'active'",
+)
+
+
+def sqlite_path(db_url: str) -> str:
+    """The file of an `sqlite:///path` URL (`sqlite:////abs/path`, `sqlite:///~/x.db`, `sqlite:///:memory:`)."""
+    prefix = "sqlite:///"
+    if not db_url.startswith(prefix) or len(db_url) == len(prefix):
+        raise StoreError(f"db_url {db_url!r} is not sqlite:///<file> (sqlite:////absolute/path, "
+                         f"sqlite:///~/file.db, sqlite:///:memory:)")
+    path = db_url[len(prefix):]
+    return path if path == ":memory:" else str(Path(path).expanduser())
+
+
+class ScheduleStore:
+    """The schedules table; safe to share between threads (one connection under one lock)."""
+
+    def __init__(self, db_url: str):
+        path = sqlite_path(db_url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # autocommit; each change is one statement or an explicit transaction below
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        self._lock = threading.Lock()
+        with self._lock:
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")  # the manager reads and writes the same file
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, no corruption
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _query(self, sql: str, args: tuple = ()) -> list[Schedule]:
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [Schedule(*row) for row in rows]
+
+    def _update(self, sql: str, args: tuple) -> bool:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount > 0
+
+    def add(self, schedule: Schedule) -> None:
+        with self._lock:
+            self._conn.execute(f"INSERT INTO vla_schedules ({', '.join(_COLUMNS)}) "
+                               f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                               dataclasses.astuple(schedule))
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        found = self._query(f"SELECT {', '.join(_COLUMNS)} FROM vla_schedules WHERE id = ?", (schedule_id,))
+        return found[0] if found else None
+
+    def ready(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules ready at `now`, earliest first, then by priority (lower first), then oldest."""
+        return self._query(f"SELECT {', '.join(_COLUMNS)} FROM vla_schedules WHERE state = 'active' AND ready <= ? "
+                           "ORDER BY ready, priority, created LIMIT ?", (now, limit))
+
+    def next_ready(self) -> float | None:
+        """When the earliest active schedule is ready, or None when none is active."""
+        with self._lock:
+            row = self._conn.execute("SELECT ready FROM vla_schedules WHERE state = 'active' "
+                                     "ORDER BY ready, priority, created LIMIT 1").fetchone()
+        return None if row is None else row[0]
+
+    def count(self, state: str = ACTIVE) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM vla_schedules WHERE state = ?", (state,)).fetchone()[0]
+
+    def list(self, state: str = "") -> list[Schedule]:
+        """Every schedule (or those in `state`), in the order they run."""
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        return self._query(f"SELECT {', '.join(_COLUMNS)} FROM vla_schedules {where} "
+                           "ORDER BY ready, priority, created", args)
+
+    def submitted(self, schedule_id: str, task_id: str, next_due: float | None) -> bool:
+        """Records a successful submit: a one-shot (next_due None) is done, a recurring one moves to its next
+        slot. Only an active row changes (a schedule cancelled while its submit ran stays cancelled)."""
+        if next_due is None:
+            return self._update("UPDATE vla_schedules SET state = 'done', attempts = 0, runs = runs + 1, "
+                                "last_task_id = ?, last_error = '' WHERE id = ? AND state = 'active'",
+                                (task_id, schedule_id))
+        return self._update("UPDATE vla_schedules SET due = ?, ready = ?, attempts = 0, runs = runs + 1, "
+                            "last_task_id = ?, last_error = '' WHERE id = ? AND state = 'active'",
+                            (next_due, next_due, task_id, schedule_id))
+
+    def retry_at(self, schedule_id: str, ready: float, error: str) -> bool:
+        """Records a failed submit: the slot stays due, tried again at `ready`."""
+        return self._update("UPDATE vla_schedules SET ready = ?, attempts = attempts + 1, last_error = ? "
+                            "WHERE id = ? AND state = 'active'", (ready, error, schedule_id))
+
+    def rejected(self, schedule_id: str, error: str, next_due: float | None) -> bool:
+        """Records a submit the manager refused: a one-shot is failed, a recurring one skips to its next slot."""
+        if next_due is None:
+            return self._update("UPDATE vla_schedules SET state = 'failed', last_error = ? "
+                                "WHERE id = ? AND state = 'active'", (error, schedule_id))
+        return self._update("UPDATE vla_schedules SET due = ?, ready = ?, attempts = 0, last_error = ? "
+                            "WHERE id = ? AND state = 'active'", (next_due, next_due, error, schedule_id))
+
+    def cancel(self, schedule_id: str) -> bool:
+        """Cancels an active schedule; False when there is none by that id."""
+        return self._update("UPDATE vla_schedules SET state = 'cancelled' WHERE id = ? AND state = 'active'",
+                            (schedule_id,))
