@@ -27,7 +27,7 @@ SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 TASK_STATES = (PENDING, ASSIGNED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (ASSIGNED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
-DEFAULT_DB_URL = "sqlite:///" + str(Path("~/.ros/vla_fleet/fleet.db").expanduser())
+DEFAULT_DB_URL = "sqlite:///~/.ros/vla_fleet/fleet.db"
 
 
 class StoreError(RuntimeError):

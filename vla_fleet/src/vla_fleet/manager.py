@@ -1,0 +1,340 @@
+"""The fleet manager without ROS: robots as last heard, tasks in the store, one assignment round per tick.
+
+Inputs are plain values (parsed JSON documents, the clock's `now`); outputs are the tasks to send
+to robots. Every task transition goes through the store (one transaction each), so a manager
+killed and restarted goes on from the database: an assigned or running task stays with its robot
+while the robot reports it as its current task, and goes back to pending when the robot falls
+silent, reports an error, or has not taken it up within `ack_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from vla_fleet.assignment import CostModel, Job, Robot, assign
+from vla_fleet.store import (
+    ACTIVE_STATES,
+    ASSIGNED,
+    CANCELLED,
+    DEFAULT_DB_URL,
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    TASK_STATES,
+    StoredTask,
+    TaskStore,
+)
+from vla_monitoring.config import ConfigError, param
+from vla_msgs.states import RobotState, TaskState
+from vla_msgs.tasks import MAX_TASK_BYTES
+
+_log = logging.getLogger(__name__)
+
+
+class TaskRejectedError(ValueError):
+    """A submission the manager refuses; the message says which field and why."""
+
+
+@dataclass
+class FleetManagerConfig:
+    """Every parameter of fleet_manager_node (config/fleet_manager.yaml mirrors it); times in s."""
+
+    db_url: str = param(DEFAULT_DB_URL, nonempty=True,
+                        help="task store: sqlite:///path (WAL) or postgresql://user@host:port/db")
+    manager_id: str = param("", help="name of this manager in the store's attempts; empty = host:pid")
+    assign_period_s: float = param(1.0, lo=0.02, hi=60.0, help="one assignment round every this long [s]")
+    robot_timeout_s: float = param(5.0, lo=0.5, hi=600.0, help="a robot silent this long is offline [s]")
+    ack_timeout_s: float = param(10.0, lo=0.5, hi=600.0,
+                                 help="an assigned task its robot has not taken up by then is requeued [s]")
+    max_retries: int = param(2, lo=0, hi=100, help="a failed task runs again this many times, then fails")
+    min_battery: float = param(20.0, lo=0.0, hi=100.0, help="robots below this battery get no task [%]")
+    min_priority: int = param(0, lo=-1_000_000, hi=1_000_000, help="lowest priority number accepted")
+    max_priority: int = param(1000, lo=-1_000_000, hi=1_000_000, help="highest priority number accepted")
+    battery_weight_m: float = param(5.0, lo=0.0, hi=1e6, help="travel [m] an empty battery costs over a full one")
+    max_matrix: int = param(250_000, lo=1, hi=100_000_000, help="Hungarian up to this many cells, greedy above")
+    candidates_per_robot: int = param(4, lo=1, hi=1000,
+                                      help="queue-front tasks weighed per free robot in one round")
+    max_pending_scan: int = param(2000, lo=1, hi=1_000_000, help="pending tasks read from the store per round")
+    max_robots: int = param(10_000, lo=1, hi=1_000_000, help="robots tracked at most (the longest silent let go)")
+    places_file: str = param("", help="YAML mapping place name -> [x, y]; empty = none (sim objects still count)")
+
+    def check(self) -> None:
+        if self.min_priority > self.max_priority:
+            raise ConfigError(f"~min_priority {self.min_priority} is above ~max_priority {self.max_priority}")
+
+
+@dataclass
+class RobotView:
+    robot: Robot
+    status: str
+    current_task_id: str
+    last_heard: float
+    offline: bool = False
+
+
+@dataclass
+class RoundResult:
+    """What one tick decided: tasks to send (new and resent assignments) and tasks taken back."""
+    assigned: list[StoredTask] = field(default_factory=list)
+    resend: list[StoredTask] = field(default_factory=list)
+    requeued: list[tuple[str, str]] = field(default_factory=list)
+    went_offline: list[str] = field(default_factory=list)
+
+
+def default_manager_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class FleetManager:
+    """One manager of a fleet; several may share one PostgreSQL store. Not thread-safe: the node
+    calls it under one lock."""
+
+    def __init__(self, store: TaskStore, config: FleetManagerConfig, clock: Callable[[], float],
+                 places: Mapping[str, tuple[float, float]] | None = None) -> None:
+        self.store = store
+        self.cfg = config
+        self.clock = clock
+        self.manager_id = config.manager_id or default_manager_id()
+        self.places: dict[str, tuple[float, float]] = dict(places or {})
+        self.robots: dict[str, RobotView] = {}
+        self.started = clock()
+        self.cost_model = CostModel(config.battery_weight_m, config.max_matrix)
+        self.last_round_s = 0.0
+
+    # -- services -----------------------------------------------------------------------------
+
+    def submit(self, description: str, priority: int, robot_id: str = "", parameters_json: str = "") -> StoredTask:
+        """Validate and store a new task; raises TaskRejectedError naming the bad field."""
+        text = description.strip() if isinstance(description, str) else ""
+        if not text:
+            raise TaskRejectedError("description is empty")
+        if len(text.encode()) > MAX_TASK_BYTES:
+            raise TaskRejectedError(f"description is longer than {MAX_TASK_BYTES} bytes")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TaskRejectedError(f"priority must be an integer, got {priority!r:.40}")
+        if not self.cfg.min_priority <= priority <= self.cfg.max_priority:
+            raise TaskRejectedError(f"priority {priority} outside [{self.cfg.min_priority}, {self.cfg.max_priority}]")
+        if not isinstance(robot_id, str):
+            raise TaskRejectedError("robot_id must be a string")
+        params = _parse_parameters(parameters_json)
+        location = self._location(params)
+        caps = params.get("capabilities", [])
+        if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
+            raise TaskRejectedError("parameters_json: 'capabilities' must be a list of non-empty strings")
+        robots = params.get("robots", 1)
+        if isinstance(robots, bool) or not isinstance(robots, int) or robots < 1:
+            raise TaskRejectedError("parameters_json: 'robots' must be a positive integer")
+        if robots > 1:
+            raise TaskRejectedError("parameters_json: coordinated tasks (robots > 1) are not supported by this manager")
+        task = self.store.submit(text, priority, self.clock(), requested_robot=robot_id.strip(), parameters=params,
+                                 location=location, capabilities=caps)
+        _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
+        return task
+
+    def cancel(self, task_id: str) -> tuple[StoredTask | None, str]:
+        """(the task as it was, message); an active task's robot must be told (the node publishes it)."""
+        task = self.store.cancel(task_id, "cancelled by request", self.clock())
+        if task is None:
+            return None, f"no task {task_id!r}"
+        if task.state in (SUCCEEDED, FAILED, CANCELLED):
+            return task, f"task {task_id} already {task.state}"
+        _log.info("task %s cancelled (was %s)", task_id, task.state)
+        return task, f"task {task_id} cancelled (was {task.state})"
+
+    def list_tasks(self, state: str = "") -> list[StoredTask]:
+        if state and state not in TASK_STATES:
+            raise ValueError(f"state {state!r}: expected one of {', '.join(TASK_STATES)} or empty")
+        return self.store.list_tasks(state)
+
+    def set_places(self, places: Mapping[str, tuple[float, float]]) -> None:
+        self.places.update(places)
+
+    # -- robot inputs -------------------------------------------------------------------------
+
+    def on_robot_status(self, doc: Mapping, now: float) -> list[str]:
+        """A /robot_status document (already parsed by its JSON form); raises ValueError on absurd
+        values. Returns task ids the robot reports running that are no longer its own (to cancel there)."""
+        robot_id = doc["robot_id"].strip()
+        if not robot_id:
+            raise ValueError("robot_id is empty")
+        battery = float(doc["battery"])
+        if not 0.0 <= battery <= 100.0:
+            raise ValueError(f"{robot_id}: battery {battery} outside 0..100 %")
+        pos = doc["position"]
+        if len(pos) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   for v in pos[:3]):
+            raise ValueError(f"{robot_id}: position {pos!r:.60} is not [x, y(, z)] of finite numbers")
+        caps = doc["capabilities"]
+        if not all(isinstance(c, str) for c in caps):
+            raise ValueError(f"{robot_id}: capabilities must be strings")
+        if robot_id not in self.robots and len(self.robots) >= self.cfg.max_robots:
+            oldest = min(self.robots.values(), key=lambda v: v.last_heard)
+            if not oldest.offline:
+                raise ValueError(f"{robot_id}: already tracking {self.cfg.max_robots} robots (~max_robots)")
+            del self.robots[oldest.robot.robot_id]
+        current = doc.get("current_task_id") or ""
+        view = RobotView(Robot(robot_id, float(pos[0]), float(pos[1]), battery, frozenset(caps)), doc["status"],
+                         current, now)
+        previous = self.robots.get(robot_id)
+        if previous is not None and previous.offline:
+            _log.info("robot %s back online (%s)", robot_id, view.status)
+        self.robots[robot_id] = view
+        if current:
+            task = self.store.get(current)
+            # a finished task may still show for a moment after its feedback: only a task taken back,
+            # cancelled, given to another robot or unknown is stopped on the robot
+            if (task is None or task.state in (PENDING, CANCELLED)
+                    or (task.state in ACTIVE_STATES and task.robot_id != robot_id)):
+                return [current]
+        return []
+
+    def on_feedback(self, doc: Mapping, now: float) -> str | None:
+        """A /task_feedback document; the task's new state (None for `started`). Raises ValueError
+        for an unknown robot or a task that is not active on that robot."""
+        robot_id, task_id, state = doc["robot_id"], doc["task_id"], doc["state"]
+        if robot_id not in self.robots:
+            raise ValueError(f"feedback from unknown robot {robot_id!r:.40} (no /robot_status heard)")
+        reason = str(doc.get("reason") or "")
+        if state == TaskState.STARTED:
+            if not self.store.mark_running(task_id, robot_id, now):
+                raise ValueError(f"{robot_id} started task {task_id!r:.40}, which is not assigned to it")
+            return None
+        new_state = self.store.finish(task_id, robot_id, state, reason, now, self.cfg.max_retries)
+        if new_state is None:
+            task = self.store.get(task_id)
+            if task is not None and task.state in (SUCCEEDED, FAILED, CANCELLED) and task.robot_id in ("", robot_id):
+                _log.debug("late %s from %s for task %s, already %s", state, robot_id, task_id, task.state)
+                return None
+            raise ValueError(f"{robot_id} reported {state} for task {task_id!r:.40}, which is not active on it")
+        _log.info("task %s %s on %s%s -> %s", task_id, state, robot_id, f" ({reason})" if reason else "", new_state)
+        return new_state
+
+    # -- the round ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> RoundResult:
+        """Mark silent robots offline, take back tasks their robots lost, then one assignment round."""
+        result = RoundResult()
+        for view in self.robots.values():
+            if not view.offline and now - view.last_heard > self.cfg.robot_timeout_s:
+                view.offline = True
+                result.went_offline.append(view.robot.robot_id)
+                _log.warning("robot %s silent for %.1f s: offline", view.robot.robot_id, now - view.last_heard)
+        for task in self.store.active():
+            reason = self._lost_reason(task, now)
+            if reason:
+                if self.store.requeue(task.id, reason, now):
+                    result.requeued.append((task.id, reason))
+                    _log.warning("task %s back to pending: %s", task.id, reason)
+            elif task.state == ASSIGNED and self._robot_current(task.robot_id) != task.id:
+                result.resend.append(task)
+        free = [v.robot for v in self.robots.values()
+                if not v.offline and v.status == RobotState.AVAILABLE and not v.current_task_id
+                and v.robot.battery >= self.cfg.min_battery]
+        if free:
+            result.assigned = self.store.assign_round(lambda pending, busy: self._decide(pending, busy, free),
+                                                      self.manager_id, now, self.cfg.max_pending_scan)
+            for task in result.assigned:
+                _log.info("task %s assigned to %s", task.id, task.robot_id)
+        return result
+
+    def _decide(self, pending: list[StoredTask], busy: set[str], robots: list[Robot]) -> list[tuple[str, str]]:
+        free = [r for r in robots if r.robot_id not in busy]
+        if not free:
+            return []
+        limit = self.cfg.candidates_per_robot * len(free)
+        jobs = []
+        for task in pending:
+            job = Job(task.id, task.priority, task.location, frozenset(task.capabilities), task.requested_robot)
+            # a task no free robot can take does not crowd the round (it waits for a capable robot)
+            if any(job.capabilities <= r.capabilities and job.robot_id in ("", r.robot_id) for r in free):
+                jobs.append(job)
+                if len(jobs) >= limit:
+                    break
+        return assign(jobs, free, self.cost_model)
+
+    def _lost_reason(self, task: StoredTask, now: float) -> str:
+        view = self.robots.get(task.robot_id)
+        if view is None:
+            # after a restart the robot has ~robot_timeout to be heard again
+            if now - max(self.started, task.updated_time) > self.cfg.robot_timeout_s:
+                return f"robot {task.robot_id} not heard since the manager started"
+            return ""
+        if view.offline:
+            return f"robot {task.robot_id} offline (silent)"
+        if view.status in (RobotState.ERROR, RobotState.OFFLINE):
+            return f"robot {task.robot_id} reports {view.status}"
+        if view.current_task_id != task.id and now - task.assignment_time > self.cfg.ack_timeout_s:
+            return f"robot {task.robot_id} did not take it up within {self.cfg.ack_timeout_s:g} s"
+        return ""
+
+    def _robot_current(self, robot_id: str) -> str:
+        view = self.robots.get(robot_id)
+        return view.current_task_id if view else ""
+
+    def _location(self, params: dict) -> tuple[float, float] | None:
+        if "location" in params:
+            loc = params["location"]
+            if (not isinstance(loc, list) or len(loc) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in loc)):
+                raise TaskRejectedError("parameters_json: 'location' must be [x, y] of finite numbers")
+            return float(loc[0]), float(loc[1])
+        if "place" in params:
+            place = params["place"]
+            if not isinstance(place, str) or place not in self.places:
+                known = ", ".join(sorted(self.places)) or "none"
+                raise TaskRejectedError(f"parameters_json: unknown place {place!r:.40} (known: {known})")
+            return self.places[place]
+        return None
+
+
+def _parse_parameters(text: str) -> dict:
+    if not text or not text.strip():
+        return {}
+    try:
+        params = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, TypeError) as exc:
+        raise TaskRejectedError(f"parameters_json is not JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise TaskRejectedError("parameters_json must be one JSON object")
+    return params
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def task_document(task: StoredTask, state: str = "") -> dict:
+    """The `task` object of /task_assignment: vla_msgs/Task's fields plus the resolved location."""
+    return {
+        "id": task.id, "description": task.description, "priority": task.priority, "scheduled_time": 0.0,
+        "created_time": task.created_time, "state": state or task.state, "robot_id": task.robot_id,
+        "parameters_json": json.dumps(task.parameters), "location": list(task.location) if task.location else None,
+        "capabilities": list(task.capabilities), "attempt": task.attempts,
+    }
+
+
+def load_places(path: str) -> dict[str, tuple[float, float]]:
+    """A places file: a YAML mapping name -> [x, y]; raises ConfigError naming a bad entry."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"~places_file {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"~places_file {path}: expected a mapping name -> [x, y]")
+    places = {}
+    for name, xy in doc.items():
+        if (not isinstance(xy, list) or len(xy) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in xy)):
+            raise ConfigError(f"~places_file {path}: place {name!r} must be [x, y] of finite numbers, got {xy!r}")
+        places[str(name)] = (float(xy[0]), float(xy[1]))
+    return places
