@@ -21,7 +21,7 @@ AT, INTERVAL, CRON = "at", "interval", "cron"
 
 
 class StoreError(ValueError):
-    """A database URL this store cannot open; the message says which forms it takes."""
+    """A database this store cannot open (a URL of another form, a file it cannot create); says why."""
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,19 @@ class ScheduleStore:
 
     def __init__(self, db_url: str):
         path = sqlite_path(db_url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # autocommit; each change is one statement or an explicit transaction below
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._lock = threading.Lock()
-        with self._lock:
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # autocommit: every change below is one statement
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")  # the manager reads and writes the same file
             self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, no corruption
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the schedules in {db_url}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -49,7 +49,6 @@ class SchedulerConfig:
                                help="farthest in the future a schedule may start [s] (about 10 years)")
     retry_initial_s: float = param(1.0, lo=0.01, hi=3600.0, help="first wait after a failed submit [s]")
     retry_max_s: float = param(60.0, lo=0.01, hi=86400.0, help="longest wait between submit retries [s]")
-    submit_timeout_s: float = param(5.0, lo=0.1, hi=300.0, help="how long a submit may wait for the manager [s]")
     cron_timezone: str = param("UTC", nonempty=True, help="time zone cron expressions are read in (IANA name)")
 
     def check(self) -> None:
@@ -241,6 +240,8 @@ class Scheduler:
         outcomes = []
         for schedule in self.store.ready(now, self.cfg.max_submits_per_poll):
             outcomes.append(self._run(schedule, now, submit))
+            if outcomes[-1].retry:
+                break  # the manager is unreachable: the rest stay ready for the next poll, not a failure each
         return outcomes
 
     def _run(self, schedule: Schedule, now: float, submit: Submit) -> Outcome:

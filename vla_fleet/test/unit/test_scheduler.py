@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vla_fleet.schedule_store import ACTIVE, CANCELLED, DONE, FAILED, Schedule, ScheduleStore
+from vla_fleet.schedule_store import ACTIVE, CANCELLED, DONE, FAILED, Schedule, ScheduleStore, StoreError
 from vla_fleet.scheduler import (
     Request,
     ScheduleError,
@@ -190,6 +190,19 @@ def test_a_failed_submit_backs_off_and_is_not_lost(sched):
     assert len(m.calls) == 1 and sched.store.get(s.id).state == DONE
 
 
+def test_an_unreachable_manager_is_tried_once_per_poll(sched):
+    m = Manager()
+    m.down = True
+    for i in range(3):
+        sched.add(Request(f"task {i}", scheduled_time=T0 + i), T0)
+    assert len(run(sched, m, T0 + 5)) == 1
+    m.down = False
+    run(sched, m, T0 + 5)
+    assert m.descriptions() == ["task 1", "task 2"]  # task 0 waits for its backoff
+    run(sched, m, T0 + 6)
+    assert m.descriptions() == ["task 1", "task 2", "task 0"]
+
+
 def test_a_recurring_schedule_retried_past_its_next_slot_runs_once(sched):
     m = Manager()
     m.down = True
@@ -236,6 +249,18 @@ def test_persists_across_a_restart(tmp_path):
     assert second.store.get(once.id).state == DONE
     assert second.store.get(gone.id).state == CANCELLED
     assert second.store.get(every.id).due == T0 + 630
+
+
+@pytest.mark.parametrize("url", ["postgres:/x", "sqlite://relative.db", "sqlite:///"])
+def test_a_url_of_another_form_is_refused(url):
+    with pytest.raises(StoreError, match="is not sqlite:///<file>"):
+        ScheduleStore(url)
+
+
+def test_a_file_that_cannot_be_made_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open the schedules"):
+        ScheduleStore(f"sqlite:///{tmp_path}/file/fleet.db")
 
 
 def test_shares_the_file_with_the_wal(tmp_path):

@@ -1,0 +1,129 @@
+"""scheduler_node: the `Scheduler` behind /scheduler/schedule_task and /scheduler/cancel_task.
+
+Due schedules are looked for on a ROS timer (so the simulator's /clock drives them) and handed to
+/fleet_manager/submit_task; the manager unreachable is a failed submit, retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import rospy
+
+from vla_fleet.schedule_store import ACTIVE, Schedule, ScheduleStore, StoreError
+from vla_fleet.scheduler import (
+    Request,
+    ScheduleError,
+    Scheduler,
+    SchedulerConfig,
+    SubmitError,
+    SubmitRejectedError,
+)
+from vla_monitoring.bad_input import BadInputCounter
+from vla_monitoring.config import CONFIG_EXIT_CODE
+from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
+from vla_monitoring.ros.params import load_config
+from vla_msgs import names
+from vla_msgs.srv import (
+    CancelTask,
+    CancelTaskResponse,
+    ScheduleTask,
+    ScheduleTaskResponse,
+    SubmitTask,
+    SubmitTaskRequest,
+)
+
+HARDWARE_ID = "fleet"
+_log = logging.getLogger(__name__)
+
+
+class SchedulerNode:
+    def __init__(self, config: SchedulerConfig, store: ScheduleStore):
+        self.cfg = config
+        self.core = Scheduler(store, config)
+        self.bad = BadInputCounter(clock=rospy.get_time)
+        self.lock = threading.Lock()  # one poll at a time; services add and cancel between polls
+        self.last_submit_error = ""
+        self._submit = rospy.ServiceProxy(names.FLEET_SUBMIT_TASK, SubmitTask)
+
+        self.diag = Diagnostics(HARDWARE_ID)
+        self.diag.task("schedules", self._diag_schedules)
+        self.diag.bad_input(self.bad, (names.SCHEDULER_SCHEDULE_TASK, names.SCHEDULER_CANCEL_TASK))
+        rospy.Service(names.SCHEDULER_SCHEDULE_TASK, ScheduleTask, self._on_schedule)
+        rospy.Service(names.SCHEDULER_CANCEL_TASK, CancelTask, self._on_cancel)
+        rospy.Timer(rospy.Duration(config.poll_period_s), self._on_poll)
+
+    # ------------------------------------------------------------------ services
+    def _on_schedule(self, req) -> ScheduleTaskResponse:
+        request = Request(req.description, req.priority, req.scheduled_time, req.robot_id, req.parameters_json)
+        try:
+            schedule, note = self.core.add(request, rospy.get_time())
+        except ScheduleError as exc:
+            self.bad.reject(names.SCHEDULER_SCHEDULE_TASK, str(exc))
+            return ScheduleTaskResponse(success=False, message=f"refused: {exc}", task_id="")
+        message = f"scheduled {schedule.kind} at {schedule.due:.3f}" + (f" ({note})" if note else "")
+        return ScheduleTaskResponse(success=True, message=message, task_id=schedule.id)
+
+    def _on_cancel(self, req) -> CancelTaskResponse:
+        ok, message = self.core.cancel(req.task_id.strip())
+        if not ok:
+            self.bad.reject(names.SCHEDULER_CANCEL_TASK, message)
+        return CancelTaskResponse(success=ok, message=message)
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, schedule: Schedule) -> str:
+        """The manager's task id for `schedule`; SubmitError when it cannot be reached, SubmitRejectedError
+        when it refuses."""
+        try:
+            # no wait for the service: unregistered, the call fails at once and the slot is retried with backoff
+            resp = self._submit(SubmitTaskRequest(description=schedule.description, priority=schedule.priority,
+                                                  robot_id=schedule.robot_id,
+                                                  parameters_json=schedule.parameters_json))
+        except (rospy.ROSException, rospy.ServiceException) as exc:
+            raise SubmitError(f"{names.FLEET_SUBMIT_TASK}: {exc}") from exc
+        if not resp.success:
+            raise SubmitRejectedError(resp.message or "refused without a reason")
+        return resp.task_id
+
+    def _on_poll(self, _event) -> None:
+        if not self.lock.acquire(blocking=False):
+            return  # a slow submit still runs the previous poll; the next timer tick picks up the rest
+        try:
+            for outcome in self.core.run_due(rospy.get_time(), self.submit):
+                if outcome.retry:
+                    self.last_submit_error = outcome.error
+        except Exception:  # a poll must not end the timer: log the bug (the schedules stay due) and go on
+            _log.exception("poll failed; the due schedules stay due")
+        finally:
+            self.lock.release()
+
+    def _diag_schedules(self, stat: Status) -> Status:
+        active = self.core.store.count(ACTIVE)
+        next_ready = self.core.store.next_ready()
+        if self.core.failed_submits and self.last_submit_error:
+            stat.summary(WARN, f"{active} active; submits failing: {self.last_submit_error}")
+        else:
+            stat.summary(OK, f"{active} active schedules")
+        stat.add("active", str(active))
+        stat.add("next ready in s", "none" if next_ready is None else f"{next_ready - rospy.get_time():.3f}")
+        stat.add("submitted", str(self.core.submitted))
+        stat.add("failed submits (retried)", str(self.core.failed_submits))
+        stat.add("refused by the manager", str(self.core.rejected))
+        return stat
+
+
+def main() -> None:
+    rospy.init_node(names.SCHEDULER_NODE)
+    config = load_config(SchedulerConfig)
+    bridge_logging(("vla_fleet", "vla_monitoring"), VlaLogs(names.SCHEDULER_NODE, HARDWARE_ID))
+    try:
+        store = ScheduleStore(config.db_url)
+    except StoreError as exc:
+        rospy.logfatal(f"{rospy.get_name()}: cannot open ~db_url {config.db_url!r}: {exc}")
+        raise SystemExit(CONFIG_EXIT_CODE) from exc
+    SchedulerNode(config, store)
+    rospy.loginfo("scheduler_node up: %s, polling every %.3g s", config.db_url, config.poll_period_s)
+    rospy.spin()
+    store.close()

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""scheduler_node fires schedules in ROS time, each slot once: a schedule made while the manager is down is
+submitted once it is up; a one-shot not before its time; an interval until cancelled; bad requests are refused
+with the reason and counted in diagnostics.
+
+The test serves /fleet_manager/submit_task itself (recording each call with its ROS time): the
+fleet manager is another engineer's work in progress.
+"""
+
+import itertools
+import json
+import threading
+import unittest
+
+import rospy
+import rostest
+from diagnostic_msgs.msg import DiagnosticArray
+
+from vla_msgs import names
+from vla_msgs.srv import CancelTask, ScheduleTask, SubmitTask, SubmitTaskResponse
+from vla_msgs.waiting import wait_until
+
+
+class StandInManager:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = []  # (ROS time, description, priority, parameters_json)
+
+    def serve(self):
+        rospy.Service(names.FLEET_SUBMIT_TASK, SubmitTask, self._on_submit)
+
+    def _on_submit(self, req):
+        with self.lock:
+            self.calls.append((rospy.get_time(), req.description, req.priority, req.parameters_json))
+            return SubmitTaskResponse(success=True, message="queued", task_id=f"task-{len(self.calls)}")
+
+    def times(self, description):
+        with self.lock:
+            return [t for t, d, _, _ in self.calls if d == description]
+
+
+class SchedulerFiresTest(unittest.TestCase):
+    def setUp(self):
+        self.diagnostics = {}
+        rospy.Subscriber("/diagnostics", DiagnosticArray, self._on_diagnostics, queue_size=10)
+        rospy.wait_for_service(names.SCHEDULER_SCHEDULE_TASK, 20)
+        self.schedule = rospy.ServiceProxy(names.SCHEDULER_SCHEDULE_TASK, ScheduleTask)
+        self.cancel = rospy.ServiceProxy(names.SCHEDULER_CANCEL_TASK, CancelTask)
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def wait(self, condition, timeout_s, what):
+        return wait_until(condition, timeout_s, what, clock=rospy.get_time, poll_s=0.02)
+
+    def dropped(self, source):
+        for name, values in self.diagnostics.items():
+            if name.endswith("inputs") and f"dropped {source}" in values:
+                return int(values[f"dropped {source}"])
+        return None
+
+    def test_schedules_fire_once_in_ros_time(self):
+        manager = StandInManager()
+
+        # made while the manager is down: retried, submitted once when it comes up
+        resp = self.schedule(description="go to the red cube", priority=2, scheduled_time=0.0)
+        self.assertTrue(resp.success, resp.message)
+        down_until = rospy.get_time() + 1.0
+        self.wait(lambda: rospy.get_time() >= down_until, 5, "a second with the manager down")
+        manager.serve()
+        self.wait(lambda: manager.times("go to the red cube"), 5, "the red cube task submitted")
+
+        # a one-shot at a time: not before it, once
+        due = rospy.get_time() + 1.5
+        resp = self.schedule(description="go to the blue ball", priority=1, scheduled_time=due,
+                             parameters_json=json.dumps({"place": "shelf"}))
+        self.assertTrue(resp.success, resp.message)
+        fired = self.wait(lambda: manager.times("go to the blue ball"), 5, "the blue ball task submitted")
+        self.assertGreaterEqual(fired[0], due)
+        self.assertLess(fired[0], due + 1.0)
+
+        # an interval of 1 s: a submit per slot, none after it is cancelled
+        start = rospy.get_time()
+        every = self.schedule(description="patrol the hall", priority=5, scheduled_time=0.0,
+                              parameters_json=json.dumps({"interval_s": 1.0}))
+        self.assertTrue(every.success, every.message)
+        self.wait(lambda: len(manager.times("patrol the hall")) >= 3, 10, "three patrols")
+        cancelled = self.cancel(task_id=every.task_id)
+        self.assertTrue(cancelled.success, cancelled.message)
+        patrols = manager.times("patrol the hall")
+        for earlier, later in itertools.pairwise(patrols):
+            self.assertGreater(later - earlier, 0.5)  # one per slot, not a burst
+        self.assertLessEqual(len(patrols), int(rospy.get_time() - start) + 2)
+
+        # a later marker: once it has fired, every earlier schedule has had its chance to fire again
+        marker = self.schedule(description="go to the green cylinder", priority=0, scheduled_time=0.0,
+                               parameters_json=json.dumps({"delay_s": 1.5}))
+        self.assertTrue(marker.success, marker.message)
+        self.wait(lambda: manager.times("go to the green cylinder"), 5, "the marker submitted")
+        self.assertEqual(len(manager.times("go to the red cube")), 1)
+        self.assertEqual(len(manager.times("go to the blue ball")), 1)
+        self.assertEqual(manager.times("patrol the hall"), patrols)
+        with manager.lock:
+            blue = next(c for c in manager.calls if c[1] == "go to the blue ball")
+        self.assertEqual((blue[2], json.loads(blue[3])), (1, {"place": "shelf"}))
+
+    def test_bad_requests_are_refused_and_counted(self):
+        bad = [
+            dict(description="go", priority=0, scheduled_time=0.0, parameters_json="{not json"),
+            dict(description="go", priority=1000, scheduled_time=0.0, parameters_json=""),
+            dict(description="go", priority=0, scheduled_time=0.0, parameters_json='{"cron": "0 0 30 2 *"}'),
+            dict(description="go", priority=0, scheduled_time=0.0, parameters_json='{"interval_s": 1e-9}'),
+        ]
+        says = ["not valid JSON", "priority must be in", "never fires", "interval_s must be in"]
+        for request, reason in zip(bad, says, strict=True):
+            resp = self.schedule(**request)
+            self.assertFalse(resp.success)
+            self.assertIn(reason, resp.message)
+            self.assertEqual(resp.task_id, "")
+        resp = self.cancel(task_id="no-such-schedule")
+        self.assertFalse(resp.success)
+        self.assertIn("no schedule", resp.message)
+        self.wait(lambda: self.dropped(names.SCHEDULER_SCHEDULE_TASK) == len(bad), 5,
+                  "the refused schedules counted in diagnostics")
+        self.wait(lambda: self.dropped(names.SCHEDULER_CANCEL_TASK) == 1, 5, "the refused cancel counted")
+
+
+if __name__ == "__main__":
+    rospy.init_node("scheduler_fires_test")
+    rostest.rosrun("vla_fleet", "scheduler_fires", SchedulerFiresTest)
