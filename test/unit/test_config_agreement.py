@@ -35,6 +35,7 @@ MIRRORS = {
 NOT_PARAMETERS = {
     "alerts.yaml": "alert_node's rule file: test_alert_rules_mirror_the_defaults",
     "diagnostic_analyzers.yaml": "aggregator_node's analyzers: test/diagnostics_aggregator.test",
+    "places.yaml": "fleet_manager_node's named places: test/unit/test_places.py",
 }
 
 
