@@ -29,6 +29,7 @@ MIRRORS = {
     "dashboard.yaml": ("vla_monitoring.dashboard", "DashboardConfig"),
     "alert.yaml": ("vla_monitoring.alerts", "AlertConfig"),
     "robot_agent.yaml": ("vla_fleet.agent", "AgentConfig"),
+    "fleet_manager.yaml": ("vla_fleet.manager", "FleetManagerConfig"),
     "scheduler.yaml": ("vla_fleet.scheduler", "SchedulerConfig"),
 }
 # config files that are not one node's parameters, each checked on its own

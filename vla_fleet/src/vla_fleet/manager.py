@@ -52,6 +52,8 @@ class FleetManagerConfig:
     robot_timeout_s: float = param(5.0, lo=0.5, hi=600.0, help="a robot silent this long is offline [s]")
     ack_timeout_s: float = param(10.0, lo=0.5, hi=600.0,
                                  help="an assigned task its robot has not taken up by then is requeued [s]")
+    resend_period_s: float = param(1.0, lo=0.05, hi=600.0,
+                                   help="an assignment not yet taken up is sent again this often [s]")
     max_retries: int = param(2, lo=0, hi=100, help="a failed task runs again this many times, then fails")
     min_battery: float = param(20.0, lo=0.0, hi=100.0, help="robots below this battery get no task [%]")
     min_priority: int = param(0, lo=-1_000_000, hi=1_000_000, help="lowest priority number accepted")
@@ -105,7 +107,7 @@ class FleetManager:
         self.robots: dict[str, RobotView] = {}
         self.started = clock()
         self.cost_model = CostModel(config.battery_weight_m, config.max_matrix)
-        self.last_round_s = 0.0
+        self._sent: dict[str, float] = {}   # task id -> when its assignment was last sent again
 
     # -- services -----------------------------------------------------------------------------
 
@@ -225,13 +227,19 @@ class FleetManager:
                 view.offline = True
                 result.went_offline.append(view.robot.robot_id)
                 _log.warning("robot %s silent for %.1f s: offline", view.robot.robot_id, now - view.last_heard)
-        for task in self.store.active():
+        active = self.store.active()
+        active_ids = {t.id for t in active}
+        self._sent = {k: v for k, v in self._sent.items() if k in active_ids}
+        for task in active:
             reason = self._lost_reason(task, now)
             if reason:
                 if self.store.requeue(task.id, reason, now):
                     result.requeued.append((task.id, reason))
                     _log.warning("task %s back to pending: %s", task.id, reason)
-            elif task.state == ASSIGNED and self._robot_current(task.robot_id) != task.id:
+            elif (task.state == ASSIGNED and self._robot_current(task.robot_id) != task.id
+                  and now - self._sent.get(task.id, task.assignment_time) >= self.cfg.resend_period_s):
+                # not taken up yet: the message may have been lost (or sent before a restart)
+                self._sent[task.id] = now
                 result.resend.append(task)
         free = [v.robot for v in self.robots.values()
                 if not v.offline and v.status == RobotState.AVAILABLE and not v.current_task_id
@@ -338,3 +346,33 @@ def load_places(path: str) -> dict[str, tuple[float, float]]:
             raise ConfigError(f"~places_file {path}: place {name!r} must be [x, y] of finite numbers, got {xy!r}")
         places[str(name)] = (float(xy[0]), float(xy[1]))
     return places
+
+
+def parse_submit_document(text: str | bytes) -> tuple[str, int, str, str]:
+    """The JSON submit topic's document -> submit_task's (description, priority, robot_id,
+    parameters_json). `{"description": "go to the red cube", "priority": 1, "robot_id": "",
+    "parameters": {"place": "red cube"}}`; only description is required; no timestamp needed, so
+    that `rostopic pub` can send it by hand. Raises TaskRejectedError naming the field."""
+    try:
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, TypeError) as exc:
+        raise TaskRejectedError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise TaskRejectedError("expected one JSON object with 'description'")
+    description = doc.get("description")
+    if not isinstance(description, str):
+        raise TaskRejectedError("'description' must be a string")
+    priority = doc.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TaskRejectedError(f"'priority' must be an integer, got {priority!r:.40}")
+    robot_id = doc.get("robot_id", "") or ""
+    if not isinstance(robot_id, str):
+        raise TaskRejectedError("'robot_id' must be a string")
+    params = doc.get("parameters", {})
+    if "parameters_json" in doc:
+        if not isinstance(doc["parameters_json"], str):
+            raise TaskRejectedError("'parameters_json' must be a string holding a JSON object")
+        return description, priority, robot_id, doc["parameters_json"]
+    if not isinstance(params, dict):
+        raise TaskRejectedError("'parameters' must be a JSON object")
+    return description, priority, robot_id, json.dumps(params)

@@ -67,6 +67,8 @@ MAINTENANCE = "/vla_maintenance"
 FLEET_SUBMIT_TASK = "/fleet_manager/submit_task"
 FLEET_CANCEL_TASK = "/fleet_manager/cancel_task"
 FLEET_LIST_TASKS = "/fleet_manager/list_tasks"
+# the JSON form of submit_task for `rostopic pub` (std_msgs/String: description, priority, robot_id, parameters)
+FLEET_SUBMIT_JSON = "/fleet_manager/submit"
 SCHEDULER_SCHEDULE_TASK = "/scheduler/schedule_task"
 SCHEDULER_CANCEL_TASK = "/scheduler/cancel_task"
 MAINTENANCE_RUN_TASK = "/maintenance/run_task"
