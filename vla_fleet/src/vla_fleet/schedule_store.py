@@ -1,7 +1,8 @@
 """The scheduler's persistent table: schedules kept in the fleet's database, next-ready order from its index.
 
-One table, `vla_schedules`, in the same database as the fleet manager's (an SQLite file in WAL mode;
-created if missing). The next schedules to run come from a partial index on (ready, priority) of the
+One table, `vla_schedules`, in the same database as the fleet manager's, opened by the fleet store's
+own connection helpers (`sqlite:///file` in WAL mode, or `postgresql://...` through psycopg); created
+if missing. The next schedules to run come from a partial index on (ready, priority) of the
 active rows with `ORDER BY ... LIMIT`, so neither an insert nor a pop re-sorts the whole set.
 `due` is the slot a schedule stands for; `ready` is when it may next be tried (its slot, or later
 after a failed submit).
@@ -13,7 +14,10 @@ import dataclasses
 import sqlite3
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
+
+from vla_fleet.store import StoreError as FleetStoreError
+from vla_fleet.store import _open_postgresql, _open_sqlite
 
 ACTIVE, DONE, CANCELLED, FAILED = "active", "done", "cancelled", "failed"
 STATES = (ACTIVE, DONE, CANCELLED, FAILED)
@@ -58,51 +62,57 @@ _SCHEMA = (
 )
 
 
-def sqlite_path(db_url: str) -> str:
-    """The file of an `sqlite:///path` URL (`sqlite:////abs/path`, `sqlite:///~/x.db`, `sqlite:///:memory:`)."""
-    prefix = "sqlite:///"
-    if not db_url.startswith(prefix) or len(db_url) == len(prefix):
-        raise StoreError(f"db_url {db_url!r} is not sqlite:///<file> (sqlite:////absolute/path, "
-                         f"sqlite:///~/file.db, sqlite:///:memory:)")
-    path = db_url[len(prefix):]
-    return path if path == ":memory:" else str(Path(path).expanduser())
-
-
 class ScheduleStore:
-    """The schedules table; safe to share between threads (one connection under one lock)."""
+    """The schedules table; safe to share between threads (one connection under one lock).
+
+    One scheduler per fleet: it pops without claiming, so two on one PostgreSQL database would both submit.
+    """
 
     def __init__(self, db_url: str):
-        path = sqlite_path(db_url)
         self._lock = threading.Lock()
         try:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # autocommit: every change below is one statement
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-            if path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")  # the manager reads and writes the same file
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, no corruption
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
+            # the fleet store's connections: the same URL forms, WAL and autocommit, as the manager's
+            if db_url.startswith("sqlite:///") and len(db_url) > len("sqlite:///"):
+                self._mark = "?"
+                self._conn = _open_sqlite(db_url[len("sqlite:///"):])
+            elif db_url.startswith(("postgresql://", "postgres://")):
+                self._mark = "%s"
+                self._conn = _open_postgresql(db_url)
+            else:
+                raise StoreError(f"db_url {db_url!r} is not sqlite:///<file> (sqlite:////absolute/path, "
+                                 f"sqlite:///~/file.db, sqlite:///:memory:) or postgresql://user@host:port/db")
+            if self._mark == "%s":
+                with self._conn.transaction():
+                    # two processes starting together must not both create the table
+                    self._conn.execute("SELECT pg_advisory_xact_lock(4243)")
+                    for statement in _SCHEMA:
+                        self._conn.execute(statement)
+            else:
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+        except (OSError, sqlite3.Error, FleetStoreError) as exc:
             raise StoreError(f"cannot open the schedules in {db_url}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
+    def _execute(self, sql: str, args: tuple = ()) -> Any:
+        """One statement, committed on its own; `?` placeholders in both dialects. Call with the lock held."""
+        return self._conn.execute(sql if self._mark == "?" else sql.replace("?", self._mark), args)
+
     def _query(self, sql: str, args: tuple = ()) -> list[Schedule]:
         with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = self._execute(sql, args).fetchall()
         return [Schedule(*row) for row in rows]
 
     def _update(self, sql: str, args: tuple) -> bool:
         with self._lock:
-            return self._conn.execute(sql, args).rowcount > 0
+            return self._execute(sql, args).rowcount > 0
 
     def add(self, schedule: Schedule) -> None:
         with self._lock:
-            self._conn.execute(f"INSERT INTO vla_schedules ({', '.join(_COLUMNS)}) "
+            self._execute(f"INSERT INTO vla_schedules ({', '.join(_COLUMNS)}) "
                                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
                                dataclasses.astuple(schedule))
 
@@ -118,13 +128,13 @@ class ScheduleStore:
     def next_ready(self) -> float | None:
         """When the earliest active schedule is ready, or None when none is active."""
         with self._lock:
-            row = self._conn.execute("SELECT ready FROM vla_schedules WHERE state = 'active' "
+            row = self._execute("SELECT ready FROM vla_schedules WHERE state = 'active' "
                                      "ORDER BY ready, priority, created LIMIT 1").fetchone()
         return None if row is None else row[0]
 
     def count(self, state: str = ACTIVE) -> int:
         with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM vla_schedules WHERE state = ?", (state,)).fetchone()[0]
+            return self._execute("SELECT COUNT(*) FROM vla_schedules WHERE state = ?", (state,)).fetchone()[0]
 
     def list(self, state: str = "") -> list[Schedule]:
         """Every schedule (or those in `state`), in the order they run."""

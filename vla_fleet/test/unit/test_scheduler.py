@@ -48,9 +48,17 @@ def run(sched: Scheduler, manager: Manager, now: float):
     return sched.run_due(now, manager)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """The same behaviour on both databases: an SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/fleet.db"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def sched():
-    return Scheduler(ScheduleStore("sqlite:///:memory:"), SchedulerConfig())
+def sched(db_url):
+    return Scheduler(ScheduleStore(db_url), SchedulerConfig())
 
 
 def test_at_time_runs_once_at_its_time(sched):
@@ -230,8 +238,8 @@ def test_a_refused_submit_is_not_retried(sched):
     assert run(sched, m, T0 + 5) == []
 
 
-def test_persists_across_a_restart(tmp_path):
-    url = f"sqlite:///{tmp_path}/fleet.db"
+def test_persists_across_a_restart(db_url):
+    url = db_url
     m = Manager()
     first = Scheduler(ScheduleStore(url), SchedulerConfig())
     once, _ = first.add(Request("go to the red cube", priority=3, scheduled_time=T0 + 60), T0)
