@@ -2,17 +2,20 @@
 
 `free_port()` finds a loopback port for a private master; `ProcessGroup` runs a command in a
 session of its own and stops the whole group (roslaunch, rosmaster and every node) with SIGINT,
-then SIGTERM, then SIGKILL, so nothing is orphaned to load the next run.
+then SIGTERM, then SIGKILL, so nothing is orphaned to load the next run. `postgres_server()` runs a
+throwaway PostgreSQL server for the fleet's tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -76,3 +79,36 @@ def roslaunch(package: str, launch_file: str, args: Mapping[str, object], log: P
     uri = f"http://127.0.0.1:{port}"
     cmd = ["roslaunch", "-p", str(port), package, launch_file, *(f"{k}:={v}" for k, v in args.items())]
     return ProcessGroup(cmd, log, env=dict(os.environ, ROS_MASTER_URI=uri)), uri
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian 12's `postgresql` server binaries
+
+
+def have_postgres() -> bool:
+    """Whether the PostgreSQL server binaries that `postgres_server` runs are installed."""
+    return (POSTGRES_BIN / "initdb").exists()
+
+
+@contextlib.contextmanager
+def postgres_server(fsync: bool = False) -> Iterator[str]:
+    """A throwaway PostgreSQL server for tests and benchmarks: Debian's binaries, a cluster in a temporary
+    directory, listening on a free loopback port (no system service); yields the URL of its `postgres`
+    database (superuser `vla`, trust on loopback) and removes everything on exit. As root the server runs
+    as the `postgres` user, since PostgreSQL refuses to run as root. `fsync=False` (tests) skips the
+    flushes whose durability is not under test."""
+    root = Path(tempfile.mkdtemp(prefix="vla_pg_"))
+    user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if user:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    pg_ctl = [*user, str(POSTGRES_BIN / "pg_ctl"), "-D", str(data)]
+    try:
+        subprocess.run([*user, str(POSTGRES_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "vla"],
+                       check=True, capture_output=True, timeout=120)
+        options = f"-h 127.0.0.1 -p {port} -k {root}" + ("" if fsync else " -F")
+        subprocess.run([*pg_ctl, "-l", str(root / "log"), "-w", "-t", "60", "-o", options, "start"],
+                       check=True, capture_output=True, timeout=120)
+        yield f"postgresql://vla@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
