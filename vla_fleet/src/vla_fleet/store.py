@@ -4,8 +4,10 @@ Every transition is one transaction, so a process killed at any moment leaves ea
 one state. A task is claimed for a robot with a conditional update (`state = 'pending'`) inside a
 transaction that holds the candidates: SQLite takes the single writer lock first (`BEGIN
 IMMEDIATE`), PostgreSQL locks the candidate rows with `SELECT ... FOR UPDATE SKIP LOCKED`, so of
-several managers on one database each task is claimed by one. A unique partial index keeps one
-active (assigned or running) task per robot, whichever manager assigned it.
+several managers on one database each task is claimed by one. Behind that, the claim's update
+requires the task still pending, an attempt's key (task, attempt number) is unique, and a unique
+partial index keeps one active (assigned or running) task per robot, whichever manager assigned
+it: a round that loses a race to another manager rolls back whole and decides again next time.
 
 `open_store("sqlite:///path")` (WAL) or `open_store("postgresql://user@host:port/db")` (psycopg).
 """
@@ -228,7 +230,8 @@ class TaskStore:
                 busy = {r[0] for r in cur.query("SELECT robot_id FROM tasks WHERE state IN (?, ?)", ACTIVE_STATES)}
                 by_id = {t.id: t for t in pending}
                 claimed = []
-                for task_id, robot_id in decide(pending, busy):
+                # claims in robot order: two managers racing for robots wait on each other, never in a cycle
+                for task_id, robot_id in sorted(decide(pending, busy), key=lambda pair: pair[1]):
                     task = by_id.pop(task_id, None)
                     if task is None or robot_id in busy:
                         raise StoreError(f"decide() returned task {task_id} or robot {robot_id} twice or unknown")
@@ -246,7 +249,7 @@ class TaskStore:
                     task.updated_time = now
                     claimed.append(task)
                 return claimed
-        except _integrity_errors():
+        except _lost_race_errors():
             return []
 
     def mark_running(self, task_id: str, robot_id: str, now: float) -> bool:
@@ -382,13 +385,14 @@ def _open_postgresql(url: str) -> Any:
         raise StoreError(f"cannot connect to {url}: {exc}") from exc
 
 
-def _integrity_errors() -> tuple[type[BaseException], ...]:
+def _lost_race_errors() -> tuple[type[BaseException], ...]:
+    """What another manager's concurrent claim of the same robot raises (the round is then rolled back)."""
     errors: list[type[BaseException]] = [sqlite3.IntegrityError]
     try:
         import psycopg
     except ImportError:
         return tuple(errors)
-    return (*errors, psycopg.IntegrityError)
+    return (*errors, psycopg.IntegrityError, psycopg.errors.TransactionRollback)
 
 
 def open_store(db_url: str = DEFAULT_DB_URL) -> TaskStore:
