@@ -59,24 +59,44 @@ def assign(jobs: Sequence[Job], robots: Sequence[Robot], model: CostModel = Cost
         return []
     if len(jobs) * len(robots) > model.max_matrix:
         return _greedy(jobs, robots, model)
-    levels = {p: i for i, p in enumerate(sorted({j.priority for j in jobs}))}
-    matrix = np.empty((len(jobs), len(robots)))
-    feasible = np.zeros_like(matrix, dtype=bool)
-    for i, job in enumerate(jobs):
-        for k, robot in enumerate(robots):
-            if can_take(robot, job):
-                feasible[i, k] = True
-                matrix[i, k] = cost(robot, job, model)
+    matrix, feasible = _costs(jobs, robots, model)
     if not feasible.any():
         return []
     # one priority level must outweigh any sum of travel costs of a whole round
+    levels = {p: i for i, p in enumerate(sorted({j.priority for j in jobs}))}
     level_penalty = 1.0 + float(matrix[feasible].sum())
     infeasible = level_penalty * (len(levels) + 1) * max(len(jobs), len(robots))
-    for i, job in enumerate(jobs):
-        matrix[i] += levels[job.priority] * level_penalty
+    matrix += np.array([levels[j.priority] for j in jobs], dtype=float)[:, None] * level_penalty
     matrix[~feasible] = infeasible
     rows, cols = linear_sum_assignment(matrix)
     return [(jobs[i].task_id, robots[k].robot_id) for i, k in zip(rows, cols, strict=True) if feasible[i, k]]
+
+
+def _costs(jobs: Sequence[Job], robots: Sequence[Robot], model: CostModel) -> tuple[np.ndarray, np.ndarray]:
+    """The cost matrix (jobs x robots, what `cost` gives) and which pairs are allowed, in numpy."""
+    rx = np.array([r.x for r in robots])
+    ry = np.array([r.y for r in robots])
+    battery_term = model.battery_weight_m * (1.0 - np.array([r.battery for r in robots]) / 100.0)
+    located = np.array([j.location is not None for j in jobs])
+    jx = np.array([j.location[0] if j.location else 0.0 for j in jobs])
+    jy = np.array([j.location[1] if j.location else 0.0 for j in jobs])
+    travel = np.hypot(jx[:, None] - rx[None, :], jy[:, None] - ry[None, :]) * located[:, None]
+    matrix = travel + battery_term[None, :]
+    # few distinct requirement sets in a round: one robot mask per set
+    masks: dict[frozenset[str], np.ndarray] = {}
+    index = {r.robot_id: k for k, r in enumerate(robots)}
+    feasible = np.zeros(matrix.shape, dtype=bool)
+    for i, job in enumerate(jobs):
+        mask = masks.get(job.capabilities)
+        if mask is None:
+            mask = masks[job.capabilities] = np.array([job.capabilities <= r.capabilities for r in robots])
+        if job.robot_id:
+            k = index.get(job.robot_id)
+            if k is not None and mask[k]:
+                feasible[i, k] = True
+        else:
+            feasible[i] = mask
+    return matrix, feasible
 
 
 def _greedy(jobs: Sequence[Job], robots: Sequence[Robot], model: CostModel) -> list[tuple[str, str]]:

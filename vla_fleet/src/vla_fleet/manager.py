@@ -257,10 +257,15 @@ class FleetManager:
             return []
         limit = self.cfg.candidates_per_robot * len(free)
         jobs = []
+        free_ids = {r.robot_id for r in free}
+        takers: dict[frozenset[str], set[str]] = {}  # requirement set -> free robots that meet it
         for task in pending:
             job = Job(task.id, task.priority, task.location, frozenset(task.capabilities), task.requested_robot)
+            able = takers.get(job.capabilities)
+            if able is None:
+                able = takers[job.capabilities] = {r.robot_id for r in free if job.capabilities <= r.capabilities}
             # a task no free robot can take does not crowd the round (it waits for a capable robot)
-            if any(job.capabilities <= r.capabilities and job.robot_id in ("", r.robot_id) for r in free):
+            if (able and not job.robot_id) or (job.robot_id in able and job.robot_id in free_ids):
                 jobs.append(job)
                 if len(jobs) >= limit:
                     break

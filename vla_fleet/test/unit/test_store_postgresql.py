@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from vla_fleet.local_postgres import available, local_postgres
 from vla_fleet.manager import FleetManager, FleetManagerConfig
 from vla_fleet.store import SUCCEEDED, open_store
 from vla_monitoring.config import build_config
+from vla_msgs.launching import POSTGRES_BIN, postgres_server
 
-pytestmark = pytest.mark.skipif(not available(), reason="Debian postgresql-15 is not installed")
+pytestmark = pytest.mark.skipif(not (POSTGRES_BIN / "initdb").exists(), reason="Debian postgresql-15 is not installed")
 
 TASKS, ROBOTS, MANAGERS = 500, 20, 2
 
@@ -93,7 +93,7 @@ def run_manager(n, url, fleet, stop, claimed, errors):
 
 
 def test_two_managers_never_assign_a_task_twice():
-    with local_postgres() as url:
+    with postgres_server() as url:
         store = open_store(url)
         ids = [store.submit(f"task {i}", i % 5, float(i)).id for i in range(TASKS)]
         fleet, stop, errors = FakeFleet(), threading.Event(), []
