@@ -108,7 +108,7 @@ class SchedulerFiresTest(unittest.TestCase):
     def test_bad_requests_are_refused_and_counted(self):
         bad = [
             dict(description="go", priority=0, scheduled_time=0.0, parameters_json="{not json"),
-            dict(description="go", priority=1000, scheduled_time=0.0, parameters_json=""),
+            dict(description="go", priority=1001, scheduled_time=0.0, parameters_json=""),
             dict(description="go", priority=0, scheduled_time=0.0, parameters_json='{"cron": "0 0 30 2 *"}'),
             dict(description="go", priority=0, scheduled_time=0.0, parameters_json='{"interval_s": 1e-9}'),
         ]

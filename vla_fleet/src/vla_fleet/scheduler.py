@@ -42,7 +42,7 @@ class SchedulerConfig:
     poll_period_s: float = param(0.1, lo=0.01, hi=10.0, help="how often due schedules are looked for [s, ROS time]")
     max_submits_per_poll: int = param(100, lo=1, hi=10000, help="schedules submitted at most per poll")
     min_priority: int = param(0, lo=-1000000, hi=1000000, help="lowest priority number accepted (runs first)")
-    max_priority: int = param(100, lo=-1000000, hi=1000000, help="highest priority number accepted (runs last)")
+    max_priority: int = param(1000, lo=-1000000, hi=1000000, help="highest priority number accepted (runs last)")
     min_interval_s: float = param(1.0, lo=0.01, hi=86400.0, help="shortest recurrence accepted [s]")
     max_interval_s: float = param(31622400.0, lo=1.0, hi=3.2e8, help="longest recurrence accepted [s] (366 days)")
     max_ahead_s: float = param(316224000.0, lo=1.0, hi=3.2e9,

@@ -84,7 +84,11 @@ class SchedulerNode:
         except (rospy.ROSException, rospy.ServiceException) as exc:
             raise SubmitError(f"{names.FLEET_SUBMIT_TASK}: {exc}") from exc
         if not resp.success:
-            raise SubmitRejectedError(resp.message or "refused without a reason")
+            # fleet_manager_node says `rejected: <why>` for a task it will never take; any other refusal (its
+            # store busy, say) may pass, so the slot stays due rather than being lost
+            if resp.message.startswith("rejected"):
+                raise SubmitRejectedError(resp.message)
+            raise SubmitError(f"{names.FLEET_SUBMIT_TASK} answered: {resp.message or 'no reason'}")
         return resp.task_id
 
     def _on_poll(self, _event) -> None:
