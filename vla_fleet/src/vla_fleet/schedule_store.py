@@ -6,18 +6,22 @@ if missing. The next schedules to run come from a partial index on (ready, prior
 active rows with `ORDER BY ... LIMIT`, so neither an insert nor a pop re-sorts the whole set.
 `due` is the slot a schedule stands for; `ready` is when it may next be tried (its slot, or later
 after a failed submit).
+
+`python -m vla_fleet.schedule_store [--db-url URL] [--state active]` lists the schedules, in the order
+they run, while scheduler_node runs or not.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from vla_fleet.store import DEFAULT_DB_URL, _open_postgresql, _open_sqlite
 from vla_fleet.store import StoreError as FleetStoreError
-from vla_fleet.store import _open_postgresql, _open_sqlite
 
 ACTIVE, DONE, CANCELLED, FAILED = "active", "done", "cancelled", "failed"
 STATES = (ACTIVE, DONE, CANCELLED, FAILED)
@@ -170,3 +174,33 @@ class ScheduleStore:
         """Cancels an active schedule; False when there is none by that id."""
         return self._update("UPDATE vla_schedules SET state = 'cancelled' WHERE id = ? AND state = 'active'",
                             (schedule_id,))
+
+
+def describe(s: Schedule) -> str:
+    """One line of the listing: id, state, kind, next slot, priority, runs, last task and error, description."""
+    every = f"every {s.interval_s:g} s" if s.kind == INTERVAL else f"cron {s.cron!r}" if s.kind == CRON else "once"
+    line = (f"{s.id}  {s.state:<9}  {every:<18}  due {s.due:.3f}  ready {s.ready:.3f}  priority {s.priority}  "
+            f"runs {s.runs}  last task {s.last_task_id or '-'}  {s.description!r}")
+    return line + (f"  last error: {s.last_error}" if s.last_error else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vla_fleet.schedule_store",
+                                 description="Lists the scheduler's schedules, in the order they run.")
+    ap.add_argument("--db-url", default=DEFAULT_DB_URL, help="the fleet's database (default %(default)s)")
+    ap.add_argument("--state", default="", choices=("", *STATES), help="only schedules in this state")
+    args = ap.parse_args(argv)
+    try:
+        store = ScheduleStore(args.db_url)
+    except StoreError as exc:
+        ap.error(str(exc))
+    try:
+        for schedule in store.list(args.state):
+            print(describe(schedule))
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

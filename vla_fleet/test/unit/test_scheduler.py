@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from vla_fleet import schedule_store
 from vla_fleet.schedule_store import ACTIVE, CANCELLED, DONE, FAILED, Schedule, ScheduleStore, StoreError
 from vla_fleet.scheduler import (
     Request,
@@ -326,3 +327,21 @@ def test_a_cron_more_often_than_the_shortest_interval_is_refused():
 def test_config_is_checked(values, says):
     with pytest.raises(ConfigError, match=says):
         build_config(SchedulerConfig, values)
+
+
+def test_the_listing_command(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    sched = Scheduler(ScheduleStore(url), SchedulerConfig())
+    once, _ = sched.add(Request("go to the red cube", priority=4, scheduled_time=T0 + 60), T0)
+    cron, _ = sched.add(Request("inspect", parameters_json='{"cron": "0 9 * * *"}'), T0)
+    sched.cancel(cron.id)
+    assert schedule_store.main(["--db-url", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{once.id}  active") and "once" in lines[0] and "'go to the red cube'" in lines[0]
+    assert lines[1].startswith(f"{cron.id}  cancelled") and "cron '0 9 * * *'" in lines[1]
+    assert schedule_store.main(["--db-url", url, "--state", "cancelled"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [cron.id]
+    with pytest.raises(SystemExit):
+        schedule_store.main(["--db-url", "bogus"])
+    assert "is not sqlite:///<file>" in capsys.readouterr().err
