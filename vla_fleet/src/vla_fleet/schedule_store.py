@@ -77,10 +77,12 @@ class ScheduleStore:
         try:
             # the fleet store's connections: the same URL forms, WAL and autocommit, as the manager's
             if db_url.startswith("sqlite:///") and len(db_url) > len("sqlite:///"):
-                self._mark = "?"
+                self._mark, self._db_errors = "?", (sqlite3.Error,)
                 self._conn = _open_sqlite(db_url[len("sqlite:///"):])
             elif db_url.startswith(("postgresql://", "postgres://")):
-                self._mark = "%s"
+                import psycopg  # only a PostgreSQL store needs it
+
+                self._mark, self._db_errors = "%s", (psycopg.Error,)
                 self._conn = _open_postgresql(db_url)
             else:
                 raise StoreError(f"db_url {db_url!r} is not sqlite:///<file> (sqlite:////absolute/path, "
@@ -94,7 +96,7 @@ class ScheduleStore:
             else:
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
-        except (OSError, sqlite3.Error, FleetStoreError) as exc:
+        except (OSError, FleetStoreError, *getattr(self, "_db_errors", (sqlite3.Error,))) as exc:  # read when raised
             raise StoreError(f"cannot open the schedules in {db_url}: {exc}") from exc
 
     def close(self) -> None:
@@ -102,8 +104,12 @@ class ScheduleStore:
             self._conn.close()
 
     def _execute(self, sql: str, args: tuple = ()) -> Any:
-        """One statement, committed on its own; `?` placeholders in both dialects. Call with the lock held."""
-        return self._conn.execute(sql if self._mark == "?" else sql.replace("?", self._mark), args)
+        """One statement, committed on its own; `?` placeholders in both dialects. Call with the lock held.
+        A database error (locked too long, connection lost) is a StoreError: the caller answers or retries."""
+        try:
+            return self._conn.execute(sql if self._mark == "?" else sql.replace("?", self._mark), args)
+        except self._db_errors as exc:
+            raise StoreError(f"database error: {exc}") from exc
 
     def _query(self, sql: str, args: tuple = ()) -> list[Schedule]:
         with self._lock:

@@ -345,3 +345,11 @@ def test_the_listing_command(tmp_path, capsys):
     with pytest.raises(SystemExit):
         schedule_store.main(["--db-url", "bogus"])
     assert "is not sqlite:///<file>" in capsys.readouterr().err
+
+
+def test_a_database_error_is_a_store_error(sched):
+    sched.store.close()
+    with pytest.raises(StoreError, match="database error"):
+        sched.add(Request("go to the red cube"), T0)
+    with pytest.raises(StoreError, match="database error"):
+        sched.run_due(T0, Manager())

@@ -63,11 +63,18 @@ class SchedulerNode:
         except ScheduleError as exc:
             self.bad.reject(names.SCHEDULER_SCHEDULE_TASK, str(exc))
             return ScheduleTaskResponse(success=False, message=f"refused: {exc}", task_id="")
+        except StoreError as exc:
+            _log.error("schedule_task: %s", exc)
+            return ScheduleTaskResponse(success=False, message=f"not stored, try again: {exc}", task_id="")
         message = f"scheduled {schedule.kind} at {schedule.due:.3f}" + (f" ({note})" if note else "")
         return ScheduleTaskResponse(success=True, message=message, task_id=schedule.id)
 
     def _on_cancel(self, req) -> CancelTaskResponse:
-        ok, message = self.core.cancel(req.task_id.strip())
+        try:
+            ok, message = self.core.cancel(req.task_id.strip())
+        except StoreError as exc:
+            _log.error("cancel_task: %s", exc)
+            return CancelTaskResponse(success=False, message=f"not cancelled, try again: {exc}")
         if not ok:
             self.bad.reject(names.SCHEDULER_CANCEL_TASK, message)
         return CancelTaskResponse(success=ok, message=message)
@@ -98,6 +105,8 @@ class SchedulerNode:
             for outcome in self.core.run_due(rospy.get_time(), self.submit):
                 if outcome.retry:
                     self.last_submit_error = outcome.error
+        except StoreError as exc:  # the database busy or gone: every schedule stays as stored, the next poll tries
+            rospy.logwarn_throttle(10.0, f"scheduler_node: poll skipped: {exc}")
         except Exception:  # a poll must not end the timer: log the bug (the schedules stay due) and go on
             _log.exception("poll failed; the due schedules stay due")
         finally:
