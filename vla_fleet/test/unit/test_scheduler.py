@@ -353,3 +353,16 @@ def test_a_database_error_is_a_store_error(sched):
         sched.add(Request("go to the red cube"), T0)
     with pytest.raises(StoreError, match="database error"):
         sched.run_due(T0, Manager())
+
+
+def test_shares_one_database_with_the_task_store(db_url):
+    """fleet.launch gives the manager and the scheduler one db_url: their tables live side by side."""
+    from vla_fleet.store import open_store
+
+    tasks = open_store(db_url)
+    sched = Scheduler(ScheduleStore(db_url), SchedulerConfig())
+    task = tasks.submit("go to the blue ball", priority=1, now=T0)
+    s, _ = sched.add(Request("go to the red cube"), T0)
+    assert [t.id for t in tasks.list_tasks()] == [task.id]
+    assert [x.id for x in sched.store.list()] == [s.id]
+    tasks.close()
