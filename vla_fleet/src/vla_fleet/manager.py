@@ -108,6 +108,7 @@ class FleetManager:
         self.started = clock()
         self.cost_model = CostModel(config.battery_weight_m, config.max_matrix)
         self._sent: dict[str, float] = {}   # task id -> when its assignment was last sent again
+        self._active: dict[str, str] = {}   # task id -> robot, the active tasks as of the last round
 
     # -- services -----------------------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class FleetManager:
 
     def cancel(self, task_id: str) -> tuple[StoredTask | None, str]:
         """(the task as it was, message); an active task's robot must be told (the node publishes it)."""
+        self._active.pop(task_id, None)
         task = self.store.cancel(task_id, "cancelled by request", self.clock())
         if task is None:
             return None, f"no task {task_id!r}"
@@ -187,7 +189,8 @@ class FleetManager:
         if previous is not None and previous.offline:
             _log.info("robot %s back online (%s)", robot_id, view.status)
         self.robots[robot_id] = view
-        if current:
+        if current and self._active.get(current) != robot_id:
+            # not known as this robot's task since the last round: ask the store (a round trip, rare)
             task = self.store.get(current)
             # a finished task may still show for a moment after its feedback: only a task taken back,
             # cancelled, given to another robot or unknown is stopped on the robot
@@ -207,6 +210,7 @@ class FleetManager:
             if not self.store.mark_running(task_id, robot_id, now):
                 raise ValueError(f"{robot_id} started task {task_id!r:.40}, which is not assigned to it")
             return None
+        self._active.pop(task_id, None)
         new_state = self.store.finish(task_id, robot_id, state, reason, now, self.cfg.max_retries)
         if new_state is None:
             task = self.store.get(task_id)
@@ -228,11 +232,13 @@ class FleetManager:
                 result.went_offline.append(view.robot.robot_id)
                 _log.warning("robot %s silent for %.1f s: offline", view.robot.robot_id, now - view.last_heard)
         active = self.store.active()
-        active_ids = {t.id for t in active}
+        self._active = {t.id: t.robot_id for t in active}
+        active_ids = set(self._active)
         self._sent = {k: v for k, v in self._sent.items() if k in active_ids}
         for task in active:
             reason = self._lost_reason(task, now)
             if reason:
+                self._active.pop(task.id, None)
                 if self.store.requeue(task.id, reason, now):
                     result.requeued.append((task.id, reason))
                     _log.warning("task %s back to pending: %s", task.id, reason)
@@ -245,9 +251,12 @@ class FleetManager:
                 if not v.offline and v.status == RobotState.AVAILABLE and not v.current_task_id
                 and v.robot.battery >= self.cfg.min_battery]
         if free:
+            # twice the candidates a round weighs, so that tasks no free robot can take leave room
+            scan = min(self.cfg.max_pending_scan, 2 * self.cfg.candidates_per_robot * len(free))
             result.assigned = self.store.assign_round(lambda pending, busy: self._decide(pending, busy, free),
-                                                      self.manager_id, now, self.cfg.max_pending_scan)
+                                                      self.manager_id, now, scan)
             for task in result.assigned:
+                self._active[task.id] = task.robot_id
                 _log.info("task %s assigned to %s", task.id, task.robot_id)
         return result
 
@@ -328,7 +337,7 @@ def task_document(task: StoredTask, state: str = "") -> dict:
     return {
         "id": task.id, "description": task.description, "priority": task.priority, "scheduled_time": 0.0,
         "created_time": task.created_time, "state": state or task.state, "robot_id": task.robot_id,
-        "parameters_json": json.dumps(task.parameters), "location": list(task.location) if task.location else None,
+        "parameters_json": task.parameters_json, "location": list(task.location) if task.location else None,
         "capabilities": list(task.capabilities), "attempt": task.attempts,
     }
 

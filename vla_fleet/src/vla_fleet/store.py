@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ class StoredTask:
     description: str
     priority: int
     requested_robot: str
-    parameters: dict
+    parameters_json: str
     state: str
     robot_id: str
     created_time: float
@@ -51,11 +51,20 @@ class StoredTask:
     assignment_time: float
     attempts: int
     failures: int
-    reasons: list[str] = field(default_factory=list)
+    reasons_json: str = "[]"
     seq: int = 0
     x: float | None = None
     y: float | None = None
     capabilities: tuple[str, ...] = ()
+
+    # parsed when asked for: a round reads thousands of rows and needs neither
+    @property
+    def parameters(self) -> dict:
+        return json.loads(self.parameters_json)
+
+    @property
+    def reasons(self) -> list[str]:
+        return json.loads(self.reasons_json)
 
     @property
     def location(self) -> tuple[float, float] | None:
@@ -236,18 +245,23 @@ class TaskStore:
                     if task is None or robot_id in busy:
                         raise StoreError(f"decide() returned task {task_id} or robot {robot_id} twice or unknown")
                     busy.add(robot_id)
-                    attempt = task.attempts + 1
-                    cur.run("UPDATE tasks SET state = ?, robot_id = ?, assignment_time = ?, updated_time = ?, "
-                            "attempts = ? WHERE id = ? AND state = ?",
-                            (ASSIGNED, robot_id, now, now, attempt, task_id, PENDING))
-                    if cur.rowcount != 1:
-                        raise StoreError(f"task {task_id} left pending during the round")
-                    cur.run("INSERT INTO attempts (task_id, attempt, robot_id, manager_id, assigned_time) "
-                            "VALUES (?, ?, ?, ?, ?)", (task_id, attempt, robot_id, manager_id, now))
-                    _event(cur, task_id, now, "assigned", robot_id, f"attempt {attempt} by {manager_id}")
-                    task.state, task.robot_id, task.assignment_time, task.attempts = ASSIGNED, robot_id, now, attempt
-                    task.updated_time = now
+                    task.state, task.robot_id, task.assignment_time, task.updated_time = ASSIGNED, robot_id, now, now
+                    task.attempts += 1
                     claimed.append(task)
+                if not claimed:
+                    return []
+                # one batch per statement (PostgreSQL pipelines it): a round is three round trips, not 300
+                cur.run_many("UPDATE tasks SET state = ?, robot_id = ?, assignment_time = ?, updated_time = ?, "
+                             "attempts = ? WHERE id = ? AND state = ?",
+                             [(ASSIGNED, t.robot_id, now, now, t.attempts, t.id, PENDING) for t in claimed])
+                if cur.rowcount != len(claimed):
+                    raise StoreError("a task left pending during the round")
+                cur.run_many("INSERT INTO attempts (task_id, attempt, robot_id, manager_id, assigned_time) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             [(t.id, t.attempts, t.robot_id, manager_id, now) for t in claimed])
+                cur.run_many("INSERT INTO history (task_id, time, event, robot_id, detail) VALUES (?, ?, ?, ?, ?)",
+                             [(t.id, now, "assigned", t.robot_id, f"attempt {t.attempts} by {manager_id}")
+                              for t in claimed])
                 return claimed
         except _lost_race_errors():
             return []
@@ -337,6 +351,9 @@ class _Cursor:
     def run(self, sql: str, args: Sequence[Any] = ()) -> None:
         self._cur.execute(sql if self._mark == "?" else sql.replace("?", self._mark), tuple(args))
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql if self._mark == "?" else sql.replace("?", self._mark), [tuple(r) for r in rows])
+
     def execute(self, sql: str) -> None:
         self._cur.execute(sql)
 
@@ -357,9 +374,9 @@ def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, de
 def _task(row: Sequence[Any]) -> StoredTask:
     (task_id, description, priority, requested, params, state, robot_id, created, updated, assigned, attempts,
      failures, reasons, seq, x, y, caps) = row
-    return StoredTask(task_id, description, int(priority), requested, json.loads(params), state, robot_id,
+    return StoredTask(task_id, description, int(priority), requested, params, state, robot_id,
                       float(created), float(updated), float(assigned), int(attempts), int(failures),
-                      json.loads(reasons), int(seq), x, y, tuple(c for c in caps.split(",") if c))
+                      reasons, int(seq), x, y, tuple(c for c in caps.split(",") if c) if caps else ())
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:
