@@ -45,6 +45,9 @@ class AgentConfig:
     battery_resume_percent: float = param(80.0, lo=0.0, hi=100.0, help="charging until at least this")
     dock_command: str = param("", help="task_command that sends the robot to its dock when it goes charging; "
                                        "empty = the robot is docked by other means (it only idles)")
+    command_resend_s: float = param(2.0, lo=0.0, hi=600.0,
+                                    help="task_command sent again this often until the policy (vla/inference_stats) "
+                                         "and, in simulation, sim/state show the task; 0 = never")
     input_timeout_s: float = param(5.0, lo=0.1, hi=600.0,
                                    help="odom or battery_state older than this -> error (unknown = unsafe)")
 
@@ -88,6 +91,10 @@ class _Task:
     task_id: str
     description: str
     started_at: float
+    command: str
+    sent_at: float
+    policy_took: bool = False
+    sim_took: bool = False
 
 
 @dataclass
@@ -150,8 +157,14 @@ class RobotAgent:
         task = self.task
         if task is None or entry.get("task") != normalise(task.description):
             return
+        task.sim_took = True
         if entry.get("reached") is True and doc["timestamp"] >= task.started_at:
             self.sim_reached_at = now
+
+    def note_policy_task(self, task_text: str) -> None:
+        """The instruction the policy reports acting on (vla/inference_stats current_task)."""
+        if self.task is not None and task_text and normalise(task_text) == normalise(self.task.description):
+            self.task.policy_took = True
 
     def note_done_signal(self, now: float, done: bool) -> None:
         if done:
@@ -190,7 +203,7 @@ class RobotAgent:
         if refusal:
             out.feedback.append(Feedback(task_id, TaskState.FAILED, refusal))
             return out
-        self.task = _Task(task_id, description, now)
+        self.task = _Task(task_id, description, now, command, now)
         self.done_signal_at = self.sim_reached_at = -math.inf
         out.commands.append(command)
         out.feedback.append(Feedback(task_id, TaskState.STARTED))
@@ -210,6 +223,13 @@ class RobotAgent:
                 self._finish(out, TaskState.SUCCEEDED, self._success_reason())
             elif now - self.task.started_at >= self.cfg.task_timeout_s:
                 self._finish(out, TaskState.FAILED, f"not done within {self.cfg.task_timeout_s:g} s")
+            elif self._resend_due(now):
+                # a command published before its readers were connected is lost: say it again until
+                # the policy (and the simulator) show they took it
+                LOG.info("%s: task %s not taken up yet: task_command sent again", self.cfg.robot_id,
+                         self.task.task_id)
+                self.task.sent_at = now
+                out.commands.append(self.task.command)
         if self.battery is not None and self.task is None:
             if not self.charging and self.battery < self.cfg.battery_low_percent:
                 self.charging = True
@@ -266,6 +286,12 @@ class RobotAgent:
         if self.charging:
             return f"{self.cfg.robot_id} is charging (battery {self.battery:.1f} %)"
         return ""
+
+    def _resend_due(self, now: float) -> bool:
+        task = self.task
+        taken = task.policy_took and (task.sim_took or self.cfg.success_condition != "sim")
+        return (not taken and self.cfg.command_resend_s > 0
+                and now - task.sent_at >= self.cfg.command_resend_s)
 
     def _succeeded(self, now: float) -> bool:
         task = self.task

@@ -178,3 +178,24 @@ def test_absurd_inputs_raise_value_error(call):
 def test_bad_config_is_refused(params):
     with pytest.raises(ConfigError):
         build_config(AgentConfig, params)
+
+
+def test_task_command_resent_until_the_policy_and_the_simulator_take_it():
+    a = agent(command_resend_s=2.0, input_timeout_s=600.0)
+    command = a.note_assignment(0.0, assign()).commands[0]
+    assert a.tick(1.9).commands == []
+    assert a.tick(2.0).commands == [command]
+    a.note_policy_task("go to the red cube")
+    assert a.tick(4.0).commands == [command]  # the simulator has not shown it yet
+    a.note_sim_state(4.5, sim_state(4.5, "go to the red cube", False))
+    assert a.tick(6.5).commands == [] and a.tick(20.0).commands == []
+
+
+def test_task_command_not_resent_when_off_or_taken_up_off_sim():
+    a = agent(command_resend_s=0.0, input_timeout_s=600.0)
+    a.note_assignment(0.0, assign())
+    assert a.tick(50.0).commands == []
+    b = agent(success_condition="topic", input_timeout_s=600.0)
+    b.note_assignment(0.0, assign())
+    b.note_policy_task("  go to the   red cube ")
+    assert b.tick(10.0).commands == []

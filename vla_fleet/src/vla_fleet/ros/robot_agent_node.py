@@ -25,7 +25,7 @@ from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
 from vla_msgs.json_forms import ProtocolError
-from vla_msgs.msg import RobotStatus
+from vla_msgs.msg import InferenceStats, RobotStatus
 from vla_msgs.states import RobotState
 
 _BAD_INPUT = (ValueError, TypeError, KeyError, AttributeError, UnicodeError, ProtocolError)
@@ -50,12 +50,14 @@ class RobotAgentNode:
         self.feedback_pub = rospy.Publisher(names.TASK_FEEDBACK, String, queue_size=100)
         self.command_pub = rospy.Publisher(names.TASK_COMMAND, String, queue_size=10)
 
-        sources = [names.ODOM, names.BATTERY_STATE, names.EMERGENCY_STOP, names.HEALTH_JSON, names.TASK_ASSIGNMENT]
+        sources = [names.ODOM, names.BATTERY_STATE, names.EMERGENCY_STOP, names.HEALTH_JSON, names.TASK_ASSIGNMENT,
+                   names.INFERENCE_STATS]
         rospy.Subscriber(names.ODOM, Odometry, self._on_odom, queue_size=1)
         rospy.Subscriber(names.BATTERY_STATE, BatteryState, self._on_battery, queue_size=1)
         rospy.Subscriber(names.EMERGENCY_STOP, Bool, self._on_estop, queue_size=5)
         rospy.Subscriber(names.HEALTH_JSON, String, self._on_health, queue_size=5)
         rospy.Subscriber(names.TASK_ASSIGNMENT, String, self._on_assignment, queue_size=100)
+        rospy.Subscriber(names.INFERENCE_STATS, InferenceStats, self._on_stats, queue_size=1)
         if config.success_condition == "sim":
             sources.append(SIM_STATE_TOPIC)
             rospy.Subscriber(SIM_STATE_TOPIC, String, self._on_sim_state, queue_size=1, buff_size=1 << 20)
@@ -90,6 +92,11 @@ class RobotAgentNode:
         doc = json_forms.HEALTH.parse(msg.data)
         with self.lock:
             self.agent.note_health(doc)
+
+    @counted_callback(names.INFERENCE_STATS, _BAD_INPUT)
+    def _on_stats(self, msg: InferenceStats) -> None:
+        with self.lock:
+            self.agent.note_policy_task(msg.current_task)
 
     @counted_callback(SIM_STATE_TOPIC, _BAD_INPUT)
     def _on_sim_state(self, msg: String) -> None:
