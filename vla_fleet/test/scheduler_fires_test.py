@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scheduler_node fires schedules in ROS time, each slot once: a schedule made while the manager is down is
 submitted once it is up; a one-shot not before its time; an interval until cancelled; bad requests are refused
-with the reason and counted in diagnostics.
+with the reason and counted in diagnostics; /task_feedback on a submitted task is kept with its schedule.
 
 The test serves /fleet_manager/submit_task itself (recording each call with its ROS time): the
 fleet manager is another engineer's work in progress.
@@ -9,14 +9,18 @@ fleet manager is another engineer's work in progress.
 
 import itertools
 import json
+import shutil
 import threading
 import unittest
+from pathlib import Path
 
 import rospy
 import rostest
 from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import String
 
-from vla_msgs import names
+from vla_fleet.schedule_store import ScheduleStore
+from vla_msgs import json_forms, names
 from vla_msgs.srv import CancelTask, ScheduleTask, SubmitTask, SubmitTaskResponse
 from vla_msgs.waiting import wait_until
 
@@ -40,7 +44,14 @@ class StandInManager:
 
 
 class SchedulerFiresTest(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        folder = Path(rospy.get_param("/scheduler_node/db_url")[len("sqlite:///"):]).parent
+        if folder.parent == Path("/tmp"):  # this run's own folder (the .test file's $(anon ...))
+            shutil.rmtree(folder, ignore_errors=True)
+
     def setUp(self):
+        self.feedback = rospy.Publisher(names.TASK_FEEDBACK, String, queue_size=10)
         self.diagnostics = {}
         rospy.Subscriber("/diagnostics", DiagnosticArray, self._on_diagnostics, queue_size=10)
         rospy.wait_for_service(names.SCHEDULER_SCHEDULE_TASK, 20)
@@ -102,8 +113,17 @@ class SchedulerFiresTest(unittest.TestCase):
         self.assertEqual(len(manager.times("go to the blue ball")), 1)
         self.assertEqual(manager.times("patrol the hall"), patrols)
         with manager.lock:
-            blue = next(c for c in manager.calls if c[1] == "go to the blue ball")
+            number, blue = next((i + 1, c) for i, c in enumerate(manager.calls) if c[1] == "go to the blue ball")
         self.assertEqual((blue[2], json.loads(blue[3])), (1, {"place": "shelf"}))
+
+        # a robot's report on that task is kept with its schedule (read from the node's database file)
+        self.wait(lambda: self.feedback.get_num_connections() > 0, 5, "scheduler_node on /task_feedback")
+        self.feedback.publish(String(data=json_forms.TASK_FEEDBACK.build(
+            timestamp=rospy.get_time(), robot_id="robot_1", task_id=f"task-{number}", state="failed",
+            reason="blocked")))
+        store = ScheduleStore(rospy.get_param("/scheduler_node/db_url"))
+        self.wait(lambda: store.get(resp.task_id).last_outcome == "failed: blocked", 5, "the outcome stored")
+        store.close()
 
     def test_bad_requests_are_refused_and_counted(self):
         bad = [
@@ -118,12 +138,16 @@ class SchedulerFiresTest(unittest.TestCase):
             self.assertFalse(resp.success)
             self.assertIn(reason, resp.message)
             self.assertEqual(resp.task_id, "")
+        self.wait(lambda: self.feedback.get_num_connections() > 0, 5, "scheduler_node on /task_feedback")
+        self.feedback.publish(String(data="not json"))
+        self.feedback.publish(String(data='{"timestamp": 1, "robot_id": "r", "task_id": "t", "state": "exploded"}'))
         resp = self.cancel(task_id="no-such-schedule")
         self.assertFalse(resp.success)
         self.assertIn("no schedule", resp.message)
         self.wait(lambda: self.dropped(names.SCHEDULER_SCHEDULE_TASK) == len(bad), 5,
                   "the refused schedules counted in diagnostics")
         self.wait(lambda: self.dropped(names.SCHEDULER_CANCEL_TASK) == 1, 5, "the refused cancel counted")
+        self.wait(lambda: self.dropped(names.TASK_FEEDBACK) == 2, 5, "the bad feedback counted")
 
 
 if __name__ == "__main__":

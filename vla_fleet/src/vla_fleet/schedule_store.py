@@ -50,6 +50,7 @@ class Schedule:
     runs: int = 0                # successful submits
     last_task_id: str = ""
     last_error: str = ""
+    last_outcome: str = ""       # the newest /task_feedback on last_task_id: `state` or `state: reason`
 
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(Schedule))
@@ -59,11 +60,15 @@ _SCHEMA = (
         parameters_json TEXT NOT NULL, kind TEXT NOT NULL, interval_s DOUBLE PRECISION, cron TEXT,
         due DOUBLE PRECISION NOT NULL, ready DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
         state TEXT NOT NULL, attempts INTEGER NOT NULL, runs INTEGER NOT NULL, last_task_id TEXT NOT NULL,
-        last_error TEXT NOT NULL)""",
+        last_error TEXT NOT NULL, last_outcome TEXT NOT NULL DEFAULT '')""",
     # Only active rows are ever popped: the partial index stays the size of what is still to run.
     "CREATE INDEX IF NOT EXISTS vla_schedules_ready ON vla_schedules (ready, priority, created) "
     "WHERE state = 'active'",
+    # feedback names a task: its schedule found without a scan
+    "CREATE INDEX IF NOT EXISTS vla_schedules_last_task ON vla_schedules (last_task_id)",
 )
+# Columns added after the table's first form, with their definitions: added to an older table on open.
+_ADDED_COLUMNS = {"last_outcome": "TEXT NOT NULL DEFAULT ''"}
 
 
 class ScheduleStore:
@@ -91,13 +96,20 @@ class ScheduleStore:
                 with self._conn.transaction():
                     # two processes starting together must not both create the table
                     self._conn.execute("SELECT pg_advisory_xact_lock(4243)")
-                    for statement in _SCHEMA:
-                        self._conn.execute(statement)
+                    self._create()
             else:
-                for statement in _SCHEMA:
-                    self._conn.execute(statement)
+                self._create()
         except (OSError, FleetStoreError, *getattr(self, "_db_errors", (sqlite3.Error,))) as exc:  # read when raised
             raise StoreError(f"cannot open the schedules in {db_url}: {exc}") from exc
+
+    def _create(self) -> None:
+        self._conn.execute(_SCHEMA[0])
+        present = {d[0] for d in self._conn.execute("SELECT * FROM vla_schedules LIMIT 0").description}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._conn.execute(f"ALTER TABLE vla_schedules ADD COLUMN {name} {definition}")
+        for statement in _SCHEMA[1:]:
+            self._conn.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -157,10 +169,11 @@ class ScheduleStore:
         slot. Only an active row changes (a schedule cancelled while its submit ran stays cancelled)."""
         if next_due is None:
             return self._update("UPDATE vla_schedules SET state = 'done', attempts = 0, runs = runs + 1, "
-                                "last_task_id = ?, last_error = '' WHERE id = ? AND state = 'active'",
+                                "last_task_id = ?, last_error = '', last_outcome = '' "
+                                "WHERE id = ? AND state = 'active'",
                                 (task_id, schedule_id))
         return self._update("UPDATE vla_schedules SET due = ?, ready = ?, attempts = 0, runs = runs + 1, "
-                            "last_task_id = ?, last_error = '' WHERE id = ? AND state = 'active'",
+                            "last_task_id = ?, last_error = '', last_outcome = '' WHERE id = ? AND state = 'active'",
                             (next_due, next_due, task_id, schedule_id))
 
     def retry_at(self, schedule_id: str, ready: float, error: str) -> bool:
@@ -176,6 +189,10 @@ class ScheduleStore:
         return self._update("UPDATE vla_schedules SET due = ?, ready = ?, attempts = 0, last_error = ? "
                             "WHERE id = ? AND state = 'active'", (next_due, next_due, error, schedule_id))
 
+    def feedback(self, task_id: str, outcome: str) -> bool:
+        """Records a robot's report on a task the scheduler submitted; False when no schedule's last task it is."""
+        return self._update("UPDATE vla_schedules SET last_outcome = ? WHERE last_task_id = ?", (outcome, task_id))
+
     def cancel(self, schedule_id: str) -> bool:
         """Cancels an active schedule; False when there is none by that id."""
         return self._update("UPDATE vla_schedules SET state = 'cancelled' WHERE id = ? AND state = 'active'",
@@ -187,7 +204,8 @@ def describe(s: Schedule) -> str:
     every = f"every {s.interval_s:g} s" if s.kind == INTERVAL else f"cron {s.cron!r}" if s.kind == CRON else "once"
     line = (f"{s.id}  {s.state:<9}  {every:<18}  due {s.due:.3f}  ready {s.ready:.3f}  priority {s.priority}  "
             f"runs {s.runs}  last task {s.last_task_id or '-'}  {s.description!r}")
-    return line + (f"  last error: {s.last_error}" if s.last_error else "")
+    return (line + (f"  last outcome: {s.last_outcome}" if s.last_outcome else "")
+            + (f"  last error: {s.last_error}" if s.last_error else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -366,3 +366,37 @@ def test_shares_one_database_with_the_task_store(db_url):
     assert [t.id for t in tasks.list_tasks()] == [task.id]
     assert [x.id for x in sched.store.list()] == [s.id]
     tasks.close()
+
+
+def test_feedback_on_the_last_task_is_recorded(sched):
+    m = Manager()
+    s, _ = sched.add(Request("patrol", parameters_json='{"interval_s": 10}'), T0)
+    run(sched, m, T0)
+    assert sched.store.feedback("task-1", "failed: blocked")
+    assert sched.store.get(s.id).last_outcome == "failed: blocked"
+    assert not sched.store.feedback("someone else's task", "succeeded")
+    run(sched, m, T0 + 10)  # a new slot, a new task: its outcome is not known yet
+    assert sched.store.get(s.id).last_outcome == ""
+    assert not sched.store.feedback("task-1", "succeeded")  # the old task no longer the schedule's last
+    assert sched.store.feedback("task-2", "succeeded")
+    assert sched.store.get(s.id).last_outcome == "succeeded"
+
+
+def test_a_table_from_before_last_outcome_gets_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "fleet.db"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE vla_schedules (
+        id TEXT PRIMARY KEY, description TEXT NOT NULL, priority INTEGER NOT NULL, robot_id TEXT NOT NULL,
+        parameters_json TEXT NOT NULL, kind TEXT NOT NULL, interval_s DOUBLE PRECISION, cron TEXT,
+        due DOUBLE PRECISION NOT NULL, ready DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL, attempts INTEGER NOT NULL, runs INTEGER NOT NULL, last_task_id TEXT NOT NULL,
+        last_error TEXT NOT NULL)""")
+    conn.execute("INSERT INTO vla_schedules VALUES ('old', 'go', 0, '', '{}', 'at', NULL, NULL, 1.0, 1.0, 0.0, "
+                 "'active', 0, 0, '', '')")
+    conn.commit()
+    conn.close()
+    store = ScheduleStore(f"sqlite:///{path}")
+    assert store.get("old").last_outcome == ""
+    assert store.ready(2.0, 10)[0].id == "old"

@@ -2,6 +2,7 @@
 
 Due schedules are looked for on a ROS timer (so the simulator's /clock drives them) and handed to
 /fleet_manager/submit_task; the manager unreachable is a failed submit, retried with backoff.
+/task_feedback on a schedule's last task is kept with the schedule (its `last_outcome`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import threading
 
 import rospy
+from std_msgs.msg import String
 
 from vla_fleet.schedule_store import ACTIVE, Schedule, ScheduleStore, StoreError
 from vla_fleet.scheduler import (
@@ -22,10 +24,12 @@ from vla_fleet.scheduler import (
 )
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.config import CONFIG_EXIT_CODE
+from vla_monitoring.ros.callbacks import counted_callback
 from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
-from vla_msgs import names
+from vla_msgs import json_forms, names
+from vla_msgs.json_forms import ProtocolError
 from vla_msgs.srv import (
     CancelTask,
     CancelTaskResponse,
@@ -50,7 +54,9 @@ class SchedulerNode:
 
         self.diag = Diagnostics(HARDWARE_ID)
         self.diag.task("schedules", self._diag_schedules)
-        self.diag.bad_input(self.bad, (names.SCHEDULER_SCHEDULE_TASK, names.SCHEDULER_CANCEL_TASK))
+        self.diag.bad_input(self.bad, (names.SCHEDULER_SCHEDULE_TASK, names.SCHEDULER_CANCEL_TASK,
+                                       names.TASK_FEEDBACK))
+        rospy.Subscriber(names.TASK_FEEDBACK, String, self._on_feedback, queue_size=100)
         rospy.Service(names.SCHEDULER_SCHEDULE_TASK, ScheduleTask, self._on_schedule)
         rospy.Service(names.SCHEDULER_CANCEL_TASK, CancelTask, self._on_cancel)
         rospy.Timer(rospy.Duration(config.poll_period_s), self._on_poll)
@@ -78,6 +84,13 @@ class SchedulerNode:
         if not ok:
             self.bad.reject(names.SCHEDULER_CANCEL_TASK, message)
         return CancelTaskResponse(success=ok, message=message)
+
+    @counted_callback(names.TASK_FEEDBACK, (ProtocolError, StoreError))
+    def _on_feedback(self, msg: String) -> None:
+        """Keeps the newest report on each schedule's last task (most feedback is on tasks of no schedule)."""
+        doc = json_forms.TASK_FEEDBACK.parse(msg.data)
+        reason = doc.get("reason") or ""
+        self.core.store.feedback(doc["task_id"], f"{doc['state']}: {reason}" if reason else doc["state"])
 
     # ------------------------------------------------------------------ submitting
     def submit(self, schedule: Schedule) -> str:
