@@ -395,6 +395,7 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
 
 def _open_postgresql(url: str) -> Any:
     import psycopg  # only a PostgreSQL store needs it
+    import psycopg_binary  # noqa: F401  psycopg's C implementation (psycopg picks it): rows load ~5x faster
 
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
