@@ -105,7 +105,8 @@ class FleetManager:
         self.manager_id = config.manager_id or default_manager_id()
         self.places: dict[str, tuple[float, float]] = dict(places or {})
         self.robots: dict[str, RobotView] = {}
-        self.started = clock()
+        # set by the first round: under simulated time the clock reads 0 until /clock arrives
+        self.started: float | None = None
         self.cost_model = CostModel(config.battery_weight_m, config.max_matrix)
         self._sent: dict[str, float] = {}   # task id -> when its assignment was last sent again
         self._active: dict[str, str] = {}   # task id -> robot, the active tasks as of the last round
@@ -226,6 +227,8 @@ class FleetManager:
     def tick(self, now: float) -> RoundResult:
         """Mark silent robots offline, take back tasks their robots lost, then one assignment round."""
         result = RoundResult()
+        if self.started is None:
+            self.started = now
         for view in self.robots.values():
             if not view.offline and now - view.last_heard > self.cfg.robot_timeout_s:
                 view.offline = True
@@ -284,7 +287,7 @@ class FleetManager:
         view = self.robots.get(task.robot_id)
         if view is None:
             # after a restart the robot has ~robot_timeout to be heard again
-            if now - max(self.started, task.updated_time) > self.cfg.robot_timeout_s:
+            if now - max(self.started or now, task.updated_time) > self.cfg.robot_timeout_s:
                 return f"robot {task.robot_id} not heard since the manager started"
             return ""
         if view.offline:

@@ -150,6 +150,10 @@ def test_restart_keeps_running_tasks_and_requeues_unheard_ones(db_url, clock):
     # killed here; a new manager on the same file
     clock.t += 1
     second = make(db_url, clock, robot_timeout_s=5.0)
+    # its first round comes late (under simulated time the clock stands until /clock arrives): the robots
+    # still get robot_timeout_s from that round to be heard
+    clock.t += 6
+    assert second.tick(clock.t).requeued == []
     status(second, "r1", state="busy", task=a.id)
     clock.t += 6
     status(second, "r1", state="busy", task=a.id)
