@@ -8,7 +8,6 @@ Due schedules are looked for on a ROS timer (so the simulator's /clock drives th
 from __future__ import annotations
 
 import logging
-import threading
 
 import rospy
 from std_msgs.msg import String
@@ -25,7 +24,7 @@ from vla_fleet.scheduler import (
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.config import CONFIG_EXIT_CODE
 from vla_monitoring.ros.callbacks import counted_callback
-from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
+from vla_monitoring.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
 from vla_monitoring.ros.params import load_config
 from vla_msgs import json_forms, names
@@ -48,7 +47,6 @@ class SchedulerNode:
         self.cfg = config
         self.core = Scheduler(store, config)
         self.bad = BadInputCounter(clock=rospy.get_time)
-        self.lock = threading.Lock()  # one poll at a time; services add and cancel between polls
         self.last_submit_error = ""
         self._submit = rospy.ServiceProxy(names.FLEET_SUBMIT_TASK, SubmitTask)
 
@@ -112,8 +110,7 @@ class SchedulerNode:
         return resp.task_id
 
     def _on_poll(self, _event) -> None:
-        if not self.lock.acquire(blocking=False):
-            return  # a slow submit still runs the previous poll; the next timer tick picks up the rest
+        # rospy runs one Timer's callbacks one after another: a slow poll delays the next, never overlaps it
         try:
             for outcome in self.core.run_due(rospy.get_time(), self.submit):
                 if outcome.retry:
@@ -122,12 +119,14 @@ class SchedulerNode:
             rospy.logwarn_throttle(10.0, f"scheduler_node: poll skipped: {exc}")
         except Exception:  # a poll must not end the timer: log the bug (the schedules stay due) and go on
             _log.exception("poll failed; the due schedules stay due")
-        finally:
-            self.lock.release()
 
     def _diag_schedules(self, stat: Status) -> Status:
-        active = self.core.store.count(ACTIVE)
-        next_ready = self.core.store.next_ready()
+        try:
+            active = self.core.store.count(ACTIVE)
+            next_ready = self.core.store.next_ready()
+        except StoreError as exc:
+            stat.summary(ERROR, f"database unreadable: {exc}")
+            return stat
         if self.core.failed_submits and self.last_submit_error:
             stat.summary(WARN, f"{active} active; submits failing: {self.last_submit_error}")
         else:
