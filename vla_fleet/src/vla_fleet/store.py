@@ -151,12 +151,13 @@ class TaskStore:
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        """One transaction; SQLite takes the writer lock at its start so that a read-then-claim is atomic."""
+    def _tx(self, write: bool = True) -> Iterator[Any]:
+        """One transaction; on SQLite a writing one takes the writer lock at its start so that a
+        read-then-claim is atomic, a reading one sees the last commit without waiting for a writer."""
         with self._lock:
             if self.dialect == "sqlite":
                 cur = self._conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield _Cursor(cur, "?")
                 except BaseException:
@@ -170,38 +171,38 @@ class TaskStore:
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> StoredTask | None:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return _task(rows[0]) if rows else None
 
     def list_tasks(self, state: str = "", limit: int = 10_000) -> list[StoredTask]:
         """Tasks in queue order (priority, then submission), all states or one."""
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks {where} ORDER BY priority, created_time, seq LIMIT ?",
                              (*args, limit))
         return [_task(r) for r in rows]
 
     def active(self) -> list[StoredTask]:
         """Tasks assigned or running, by any manager."""
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state IN (?, ?) ORDER BY seq", ACTIVE_STATES)
         return [_task(r) for r in rows]
 
     def history(self, task_id: str) -> list[tuple[float, str, str, str]]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             return [tuple(r) for r in cur.query(
                 "SELECT time, event, robot_id, detail FROM history WHERE task_id = ? ORDER BY id", (task_id,))]
 
     def attempts(self, task_id: str) -> list[tuple[int, str, str, str | None, str | None]]:
         """(attempt, robot_id, manager_id, outcome, reason) of each assignment of the task."""
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             return [tuple(r) for r in cur.query(
                 "SELECT attempt, robot_id, manager_id, outcome, reason FROM attempts WHERE task_id = ? "
                 "ORDER BY attempt", (task_id,))]
 
     def count(self, state: str) -> int:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             return int(cur.query("SELECT COUNT(*) FROM tasks WHERE state = ?", (state,))[0][0])
 
     # -- transitions --------------------------------------------------------------------------

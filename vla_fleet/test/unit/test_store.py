@@ -152,3 +152,41 @@ def test_kill_9_inside_a_round_loses_nothing(db_url):
     assert restarted.get(task.id).state == PENDING
     assert restarted.attempts(task.id) == []
     assert [t.id for t in claim_all(restarted, ["r1"])] == [task.id]
+
+
+KILLED_BEFORE_COMMIT = """
+import sys, time
+from vla_fleet import store as s
+real = s._Cursor.run_many
+def run_many(self, sql, rows):
+    real(self, sql, rows)
+    if sql.startswith("INSERT INTO history"):  # the round's last statement: written, not committed
+        print("written", flush=True)
+        time.sleep(60)
+s._Cursor.run_many = run_many
+st = s.open_store(sys.argv[1])
+st.assign_round(lambda pending, busy: [(pending[0].id, "r9")], "doomed", 9.0, 10)
+"""
+
+
+def test_second_store_mid_transition_and_kill_9_before_commit(db_url):
+    """Another process's store reads the file while a round has written its claims but not committed
+    them: it sees the task pending; killed there, the round is gone whole."""
+    import signal
+    import subprocess
+    import sys
+
+    store = open_store(db_url)
+    task = store.submit("t", 0, 1.0)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BEFORE_COMMIT, db_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "written"
+        assert store.get(task.id).state == PENDING  # the uncommitted claim is invisible
+        assert store.attempts(task.id) == []
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    restarted = open_store(db_url)
+    assert restarted.get(task.id).state == PENDING
+    assert restarted.attempts(task.id) == [] and [e[1] for e in restarted.history(task.id)] == ["submitted"]
+    assert [t.id for t in claim_all(restarted, ["r1"])] == [task.id]
