@@ -190,6 +190,7 @@ class FleetManager:
         if previous is not None and previous.offline:
             _log.info("robot %s back online (%s)", robot_id, view.status)
         self.robots[robot_id] = view
+        self._note_last_task(robot_id, doc, now)
         if current and self._active.get(current) != robot_id:
             # not known as this robot's task since the last round: ask the store (a round trip, rare)
             task = self.store.get(current)
@@ -200,16 +201,34 @@ class FleetManager:
                 return [current]
         return []
 
+    def _note_last_task(self, robot_id: str, doc: Mapping, now: float) -> None:
+        """A status may repeat how the robot's last task ended (`last_task_id`, `last_task_state`,
+        `last_task_reason`): a `/task_feedback` lost while this manager was down is not a task lost
+        or run twice. Applied when the task is still active on that robot (before the first round
+        the store is asked; afterwards only a task the last round saw active on that robot)."""
+        last, state = doc.get("last_task_id"), doc.get("last_task_state")
+        if not (isinstance(last, str) and last and state in (TaskState.SUCCEEDED, TaskState.FAILED,
+                                                             TaskState.CANCELLED)):
+            return
+        if self.started is not None and self._active.get(last) != robot_id:
+            return
+        self._active.pop(last, None)
+        new_state = self.store.finish(last, robot_id, state, str(doc.get("last_task_reason") or ""), now,
+                                      self.cfg.max_retries)
+        if new_state is not None:
+            _log.info("task %s %s on %s (from its status) -> %s", last, state, robot_id, new_state)
+
     def on_feedback(self, doc: Mapping, now: float) -> str | None:
         """A /task_feedback document; the task's new state (None for `started`). Raises ValueError
         for an unknown robot or a task that is not active on that robot."""
         robot_id, task_id, state = doc["robot_id"], doc["task_id"], doc["state"]
-        if robot_id not in self.robots:
-            raise ValueError(f"feedback from unknown robot {robot_id!r:.40} (no /robot_status heard)")
+        # the store decides, not whether the robot's status was heard yet: after a restart a robot's
+        # feedback may come first, and dropping a `succeeded` would run the task again
+        who = robot_id if robot_id in self.robots else f"unknown robot {robot_id!r:.40} (no /robot_status heard)"
         reason = str(doc.get("reason") or "")
         if state == TaskState.STARTED:
             if not self.store.mark_running(task_id, robot_id, now):
-                raise ValueError(f"{robot_id} started task {task_id!r:.40}, which is not assigned to it")
+                raise ValueError(f"{who} started task {task_id!r:.40}, which is not assigned to it")
             return None
         self._active.pop(task_id, None)
         new_state = self.store.finish(task_id, robot_id, state, reason, now, self.cfg.max_retries)
@@ -218,7 +237,7 @@ class FleetManager:
             if task is not None and task.state in (SUCCEEDED, FAILED, CANCELLED) and task.robot_id in ("", robot_id):
                 _log.debug("late %s from %s for task %s, already %s", state, robot_id, task_id, task.state)
                 return None
-            raise ValueError(f"{robot_id} reported {state} for task {task_id!r:.40}, which is not active on it")
+            raise ValueError(f"{who} reported {state} for task {task_id!r:.40}, which is not active on it")
         _log.info("task %s %s on %s%s -> %s", task_id, state, robot_id, f" ({reason})" if reason else "", new_state)
         return new_state
 

@@ -35,10 +35,10 @@ def make(db_url, clock, **params):
     return FleetManager(open_store(db_url), cfg, clock, places={"dock": (5.0, 5.0)})
 
 
-def status(mgr, rid, state="available", x=0.0, y=0.0, battery=90.0, caps=(), task=""):
+def status(mgr, rid, state="available", x=0.0, y=0.0, battery=90.0, caps=(), task="", **extra):
     doc = json_forms.ROBOT_STATUS.parse(json_forms.ROBOT_STATUS.build(
         timestamp=mgr.clock(), robot_id=rid, status=state, position=[x, y, 0.0], battery=battery,
-        current_task_id=task or None, capabilities=list(caps)))
+        current_task_id=task or None, capabilities=list(caps), **extra))
     return mgr.on_robot_status(doc, mgr.clock())
 
 
@@ -164,6 +164,28 @@ def test_restart_keeps_running_tasks_and_requeues_unheard_ones(db_url, clock):
     status(second, "r1")
     assert [(x.id, x.robot_id) for x in second.tick(clock.t).assigned] == [(b.id, "r1")]
     assert len(second.store.attempts(a.id)) == 1
+
+
+def test_feedback_lost_while_the_manager_was_down(db_url, clock):
+    """Killed with a task running; the robot finishes while no manager listens. The restarted manager
+    learns it from the status (last_task_*), and takes feedback that comes before any status."""
+    first = make(db_url, clock)
+    a, b = first.submit("a", 0), first.submit("b", 0)
+    status(first, "r1")
+    status(first, "r2", x=5.0)
+    first.tick(clock.t)
+    feedback(first, "r1", a.id, "started")
+    feedback(first, "r2", b.id, "started")
+    clock.t += 30  # down longer than every timeout
+    second = make(db_url, clock)
+    assert feedback(second, "r2", b.id, "succeeded") == SUCCEEDED  # r2 not heard yet: the store decides
+    status(second, "r1", last_task_id=a.id, last_task_state="succeeded")
+    assert second.tick(clock.t).requeued == []
+    assert second.store.get(a.id).state == SUCCEEDED
+    assert [len(second.store.attempts(t.id)) for t in (a, b)] == [1, 1]
+    # the same status again later changes nothing
+    status(second, "r1", last_task_id=a.id, last_task_state="succeeded")
+    assert second.tick(clock.t).assigned == []
 
 
 def test_cancel_pending_and_active(db_url, clock):
