@@ -79,6 +79,8 @@ class FleetAgent(unittest.TestCase):
         self.assertEqual(feedback["robot_id"], ROBOT)
         w.wait(lambda: w.robot_status(ROBOT).get("status") == "available"
                and w.robot_status(ROBOT).get("current_task_id") is None, SETTLE_S, "robot_1 available again")
+        status = w.robot_status(ROBOT)  # how the last task ended, for a manager that missed the feedback
+        self.assertEqual((status["last_task_id"], status["last_task_state"]), ("reach-1", "succeeded"))
         w.wait(lambda: w.sim_robot(ROBOT).get("task") is None, SETTLE_S, "the simulator's task cleared")
         self.assertEqual(w.states_of("reach-1"), ["started", "succeeded"])  # nothing after the end
 

@@ -84,6 +84,8 @@ class Status:
     current_task_id: str
     capabilities: tuple[str, ...]
     reason: str  # why the robot is in error or charging; empty otherwise
+    # How the last task ended, so that a manager that missed its feedback (down, restarted) learns it.
+    last_task: Feedback | None = None
 
 
 @dataclass
@@ -119,6 +121,7 @@ class RobotAgent:
         self.done_signal_at = -math.inf
         self.sim_reached_at = -math.inf
         self.error_reason = ""
+        self.last_task: Feedback | None = None
 
     # ---- inputs -------------------------------------------------------------------------------
     def note_position(self, now: float, x: float, y: float, z: float) -> None:
@@ -204,6 +207,9 @@ class RobotAgent:
             out.feedback.append(Feedback(task_id, TaskState.FAILED, refusal))
             return out
         self.task = _Task(task_id, description, now, command, now)
+        if self.last_task is not None and self.last_task.task_id == task_id:
+            # the same task again (a retry): its previous end beside it as current would read as this run's
+            self.last_task = None
         self.done_signal_at = self.sim_reached_at = -math.inf
         out.commands.append(command)
         out.feedback.append(Feedback(task_id, TaskState.STARTED))
@@ -263,7 +269,7 @@ class RobotAgent:
         else:
             state, reason = RobotState.AVAILABLE, ""
         return Status(self.cfg.robot_id, state, self.position, self.battery,
-                      self.task.task_id if self.task else "", tuple(self.cfg.capabilities), reason)
+                      self.task.task_id if self.task else "", tuple(self.cfg.capabilities), reason, self.last_task)
 
     # ---- internals ----------------------------------------------------------------------------
     def _fault(self, now: float) -> str:
@@ -309,6 +315,7 @@ class RobotAgent:
         task = self.task
         self.task = None
         out.commands.append(IDLE_COMMAND)
-        out.feedback.append(Feedback(task.task_id, state, reason))
+        self.last_task = Feedback(task.task_id, state, reason)
+        out.feedback.append(self.last_task)
         log = LOG.info if state in (TaskState.SUCCEEDED, TaskState.CANCELLED) else LOG.warning
         log("%s: task %s %s: %s", self.cfg.robot_id, task.task_id, state.value, reason)

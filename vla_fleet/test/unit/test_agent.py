@@ -56,6 +56,7 @@ def test_task_runs_to_sim_success_exactly_once():
     assert out.commands == [IDLE_COMMAND]
     assert a.tick(3.0).feedback == []
     assert a.status(3.0).status == RobotState.AVAILABLE and a.status(3.0).current_task_id == ""
+    assert a.status(3.0).last_task == out.feedback[0]  # for a manager that missed the feedback
 
 
 def test_other_robots_assignment_and_repeats_are_ignored_a_second_task_is_refused():
@@ -90,6 +91,11 @@ def test_fault_hands_the_task_back_and_reports_error(fault, reason):
     assert reason in out.feedback[0].reason and out.commands == [IDLE_COMMAND]
     s = a.status(1.5)
     assert (s.status, s.reason, s.current_task_id) == (RobotState.ERROR, reason, "")
+    assert (s.last_task.task_id, s.last_task.state) == ("t1", TaskState.FAILED)
+    a.note_estop(False)
+    a.note_health({"overall_status": True, "level": "healthy"})
+    a.note_assignment(2.0, assign())  # the manager retries it here
+    assert a.status(2.0).current_task_id == "t1" and a.status(2.0).last_task is None
     refused = a.note_assignment(2.0, assign(task_id="t2"))
     assert refused.feedback[0].state == TaskState.FAILED and refused.commands == []
 

@@ -143,7 +143,10 @@ class RobotAgentNode:
         self.json_pub.publish(String(data=json_forms.ROBOT_STATUS.build(
             timestamp=now.to_sec(), robot_id=s.robot_id, status=s.status.value, position=list(s.position),
             battery=round(s.battery_percent, 2), current_task_id=s.current_task_id or None,
-            capabilities=list(s.capabilities), reason=s.reason)))
+            capabilities=list(s.capabilities), reason=s.reason,
+            last_task_id=s.last_task.task_id if s.last_task else None,
+            last_task_state=s.last_task.state.value if s.last_task else None,
+            last_task_reason=s.last_task.reason if s.last_task else None)))
         msg = RobotStatus(robot_id=s.robot_id, status=s.status.value, position=Point(*s.position),
                           battery=s.battery_percent / 100.0, current_task_id=s.current_task_id)
         msg.header.stamp = now
