@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from vla_fleet.schedule_store import AT, CRON, INTERVAL, Schedule, ScheduleStore
+from vla_fleet.store import DEFAULT_DB_URL
 from vla_monitoring.config import ConfigError, param
 from vla_msgs import tasks
 
@@ -37,7 +38,7 @@ CRON_SEARCH_YEARS = 5
 
 @dataclass
 class SchedulerConfig:
-    db_url: str = param("sqlite:///~/.ros/vla_fleet/fleet.db", nonempty=True,
+    db_url: str = param(DEFAULT_DB_URL, nonempty=True,
                         help="the fleet's database: sqlite:///<file> (WAL), shared with fleet_manager_node")
     poll_period_s: float = param(0.1, lo=0.01, hi=10.0, help="how often due schedules are looked for [s, ROS time]")
     max_submits_per_poll: int = param(100, lo=1, hi=10000, help="schedules submitted at most per poll")
