@@ -4,7 +4,8 @@
 Scenario `reach`: garbage on /task_assignment is dropped; an assignment of the nearest target gives
 started, then succeeded only after sim/state said this robot reached this task's target, exactly
 once, and the robot is available again. Scenario `estop`: an e-stop mid-task hands the task back
-(failed, reason emergency stop), /robot_status says error, and a new assignment is refused.
+(cancelled, reason emergency stop: the manager queues it again without spending a retry),
+/robot_status says error, and a new assignment is refused.
 Times are simulated seconds (the launch runs every node on the simulator's /clock).
 """
 
@@ -92,8 +93,8 @@ class FleetAgent(unittest.TestCase):
         self.assertEqual(w.robot_status(ROBOT)["current_task_id"], "estop-1")
         self.trigger.publish(Bool(data=True))
         w.wait(lambda: len(w.states_of("estop-1")) >= 2, SETTLE_S, "estop-1 handed back")
-        self.assertEqual(w.states_of("estop-1"), ["started", "failed"])
-        (feedback, _), = w.feedback_of("estop-1", "failed")
+        self.assertEqual(w.states_of("estop-1"), ["started", "cancelled"])
+        (feedback, _), = w.feedback_of("estop-1", "cancelled")
         self.assertIn("emergency stop", feedback["reason"])
         w.wait(lambda: w.robot_status(ROBOT).get("status") == "error", SETTLE_S, "robot_1 in error")
         self.assertIsNone(w.robot_status(ROBOT)["current_task_id"])

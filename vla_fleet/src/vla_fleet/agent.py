@@ -71,6 +71,9 @@ class Feedback:
     task_id: str
     state: TaskState
     reason: str = ""
+    # a step of a coordinated task: {"task", "phase", "slot", ...} from its assignment, repeated so that
+    # /task_feedback says which phase ended (the barrier itself is the manager's, from its store)
+    coordination: Mapping | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class _Task:
     sent_at: float
     policy_took: bool = False
     sim_took: bool = False
+    coordination: Mapping | None = None
 
 
 @dataclass
@@ -202,17 +206,20 @@ class RobotAgent:
         if parse_task_command(command).idle:
             out.feedback.append(Feedback(task_id, TaskState.FAILED, f"{description!r} is an idle word, not a task"))
             return out
+        coordination = task.get("coordination")
+        if coordination is not None and not isinstance(coordination, Mapping):
+            raise AssignmentError(f"task {task_id}: 'coordination' is not an object")
         refusal = self._unavailable(now)
         if refusal:
-            out.feedback.append(Feedback(task_id, TaskState.FAILED, refusal))
+            out.feedback.append(Feedback(task_id, TaskState.FAILED, refusal, coordination))
             return out
-        self.task = _Task(task_id, description, now, command, now)
+        self.task = _Task(task_id, description, now, command, now, coordination=coordination)
         if self.last_task is not None and self.last_task.task_id == task_id:
             # the same task again (a retry): its previous end beside it as current would read as this run's
             self.last_task = None
         self.done_signal_at = self.sim_reached_at = -math.inf
         out.commands.append(command)
-        out.feedback.append(Feedback(task_id, TaskState.STARTED))
+        out.feedback.append(Feedback(task_id, TaskState.STARTED, coordination=coordination))
         LOG.info("%s: started task %s (%s)", self.cfg.robot_id, task_id, description)
         return out
 
@@ -224,7 +231,8 @@ class RobotAgent:
         fault = self._fault(now)
         if self.task is not None:
             if fault:
-                self._finish(out, TaskState.FAILED, f"handed back: {fault}")
+                # handed back, not failed: the manager queues it again without spending a retry
+                self._finish(out, TaskState.CANCELLED, f"handed back: {fault}")
             elif self._succeeded(now):
                 self._finish(out, TaskState.SUCCEEDED, self._success_reason())
             elif now - self.task.started_at >= self.cfg.task_timeout_s:
@@ -315,7 +323,7 @@ class RobotAgent:
         task = self.task
         self.task = None
         out.commands.append(IDLE_COMMAND)
-        self.last_task = Feedback(task.task_id, state, reason)
+        self.last_task = Feedback(task.task_id, state, reason, task.coordination)
         out.feedback.append(self.last_task)
         log = LOG.info if state in (TaskState.SUCCEEDED, TaskState.CANCELLED) else LOG.warning
         log("%s: task %s %s: %s", self.cfg.robot_id, task.task_id, state.value, reason)

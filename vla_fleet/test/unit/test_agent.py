@@ -87,11 +87,12 @@ def test_fault_hands_the_task_back_and_reports_error(fault, reason):
     a.note_assignment(1.0, assign())
     fault(a)
     out = a.tick(1.5)
-    assert [(f.task_id, f.state) for f in out.feedback] == [("t1", TaskState.FAILED)]
+    # handed back (`cancelled`: pending again, no retry spent), not failed
+    assert [(f.task_id, f.state) for f in out.feedback] == [("t1", TaskState.CANCELLED)]
     assert reason in out.feedback[0].reason and out.commands == [IDLE_COMMAND]
     s = a.status(1.5)
     assert (s.status, s.reason, s.current_task_id) == (RobotState.ERROR, reason, "")
-    assert (s.last_task.task_id, s.last_task.state) == ("t1", TaskState.FAILED)
+    assert (s.last_task.task_id, s.last_task.state) == ("t1", TaskState.CANCELLED)
     a.note_estop(False)
     a.note_health({"overall_status": True, "level": "healthy"})
     a.note_assignment(2.0, assign())  # the manager retries it here
@@ -205,3 +206,29 @@ def test_task_command_not_resent_when_off_or_taken_up_off_sim():
     b.note_assignment(0.0, assign())
     b.note_policy_task("  go to the   red cube ")
     assert b.tick(10.0).commands == []
+
+
+def test_estop_hand_back_through_the_manager_spends_no_retry(tmp_path):
+    """The agent's hand-back, fed to a real manager on a real store: the task is pending again with no
+    failure counted, so an e-stop never uses up a task's retries (max_retries 0 here: one failure
+    would have failed it for good)."""
+    from vla_fleet.manager import FleetManager, FleetManagerConfig
+    from vla_fleet.store import PENDING, open_store
+
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    mgr = FleetManager(open_store(db), build_config(FleetManagerConfig, {"db_url": db, "max_retries": 0}),
+                       clock=lambda: 1.0)
+    task = mgr.submit("go to the red cube", 1)
+    mgr.on_robot_status({"robot_id": "robot_1", "status": "available", "position": [1.0, 2.0, 0.0],
+                         "battery": 90.0, "current_task_id": None, "capabilities": ["camera"]}, 1.0)
+    (claimed,) = mgr.tick(1.0).assigned
+    a = agent()
+    for fb in a.note_assignment(1.0, assign(task_id=task.id, description=claimed.description)).feedback:
+        mgr.on_feedback({"robot_id": "robot_1", "task_id": fb.task_id, "state": fb.state.value}, 1.0)
+    a.note_estop(True)
+    for fb in a.tick(1.5).feedback:
+        mgr.on_feedback({"robot_id": "robot_1", "task_id": fb.task_id, "state": fb.state.value,
+                         "reason": fb.reason}, 1.5)
+    stored = mgr.store.get(task.id)
+    assert (stored.state, stored.failures) == (PENDING, 0)
+    assert "handed it back" in stored.reasons[-1] and "emergency stop" in stored.reasons[-1]

@@ -133,9 +133,12 @@ class RobotAgentNode:
             self.command_pub.publish(String(data=text))
         now = self.clock()
         for fb in out.feedback:
+            # a coordinated task's step says which task and phase it belongs to (extra fields of the form)
+            extra = ({"coordinated_task": fb.coordination.get("task"), "phase": fb.coordination.get("phase")}
+                     if fb.coordination else {})
             self.feedback_pub.publish(String(data=json_forms.TASK_FEEDBACK.build(
                 timestamp=now, robot_id=self.cfg.robot_id, task_id=fb.task_id, state=fb.state.value,
-                reason=fb.reason)))
+                reason=fb.reason, **extra)))
             self.feedback_sent += 1
 
     def _publish_status(self, s: AgentStatus) -> None:
