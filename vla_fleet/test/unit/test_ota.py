@@ -1,0 +1,306 @@
+"""OTA updates end to end on real files against the real update server on loopback: the full update, each
+refusal leaving the disk as it was, resumed downloads, kill -9 at every step of the apply, automatic
+rollback, and the staged rollout halting after its canary rolls back."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from ota_support import Keys, Server, build, crafted, snapshot, updater
+
+from vla_fleet import release
+from vla_fleet.ota.package import Caps, FileEntry, PackageError, verify_tree
+from vla_fleet.ota.signing import PUBLIC_KEY_NAME, SignatureError, digest_file, load_signing_key, verify_digest
+from vla_fleet.ota.updater import CRASH_POINTS, UpdateError
+
+HERE = Path(__file__).resolve().parent
+
+
+def loaded():
+    return True, "loaded"
+
+
+
+def passes(_pending):
+    return True, "healthy"
+
+
+def fails(_pending):
+    return False, "vla_health unhealthy"
+
+
+@pytest.fixture
+def keys(tmp_path) -> Keys:
+    return Keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "server")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def robot(tmp_path, keys):
+    """A robot on 1.0.0, installed from a local package as at the factory."""
+    pkg = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
+    up, reports = updater(tmp_path / "robot", keys)
+    assert up.install_file(pkg) == "1.0.0"
+    reports.clear()
+    return up, reports
+
+
+# ---------------------------------------------------------------------------------------------- releases
+def test_keygen_and_build_sign_the_package(tmp_path, keys):
+    assert stat.S_IMODE(keys.private.stat().st_mode) == 0o600
+    assert release.main(["keygen", "--out", str(tmp_path / "keys")]) == 2  # never overwrites a key
+    pkg = build(tmp_path, keys, "1.2.0", tmp_path / "out", min_version="1.0")
+    with tarfile.open(pkg) as tar:
+        names = tar.getnames()
+    assert names[0] == "manifest.json" and "model/policy.pt" in names
+    verify_digest(keys.verify, digest_file(pkg), Path(str(pkg) + ".sig").read_text())
+    pkg.write_bytes(pkg.read_bytes() + b"x")
+    with pytest.raises(SignatureError):
+        verify_digest(keys.verify, digest_file(pkg), Path(str(pkg) + ".sig").read_text())
+
+
+def test_a_readable_private_key_is_refused(keys):
+    os.chmod(keys.private, 0o644)
+    with pytest.raises(SignatureError, match="readable by others"):
+        load_signing_key(keys.private)
+
+
+# ---------------------------------------------------------------------------------------------- the update
+def test_full_update_switches_reports_and_prunes(tmp_path, keys, server, robot):
+    up, reports = robot
+    client = server.client()
+    assert "up to date" in up.run(client, "robot_1", loaded, passes)
+    for version in ("1.1.0", "1.2.0", "1.3.0"):
+        build(tmp_path, keys, version, server.root)
+        outcome = up.run(client, "robot_1", loaded, passes)
+        assert outcome.startswith(f"completed: {version}"), outcome
+    assert up.current_version() == "1.3.0"
+    assert (up.current_link / "model" / "policy.pt").read_bytes().startswith(b"policy 1.3.0")
+    assert up.installed() == ["1.1.0", "1.2.0", "1.3.0"]  # keep_releases=3: 1.0.0 pruned
+    steps = [s for i, s in enumerate(reports.statuses()) if i == 0 or s != reports.statuses()[i - 1]]
+    assert steps[-5:] == ["checking", "downloading", "verifying", "applying", "completed"], steps
+    assert [r for r in reports if r[0] == "completed"][-1][1:3] == ("1.3.0", "1.2.0")
+    assert server.fleet()["robots"]["robot_1"]["version"] == "1.3.0"
+    assert up.journal() is None and snapshot(up.root)["staging"] == []
+
+
+def _refused(up, client, match: str, **kw) -> None:
+    before = snapshot(up.root)
+    outcome = up.run(client, "robot_1", loaded, passes)
+    assert outcome.startswith("failed") and match in outcome, outcome
+    assert snapshot(up.root) == before, "a refused package changed the disk"
+    assert up.current_version() == "1.0.0"
+
+
+def test_flipped_byte_is_refused(tmp_path, keys, server, robot):
+    pkg = build(tmp_path, keys, "1.1.0", server.root)
+    data = bytearray(pkg.read_bytes())
+    data[-6] ^= 0x01  # in gzip's trailer: the server still reads the manifest and offers the package
+    pkg.write_bytes(bytes(data))  # and hashes what it serves, so only the signature can tell
+    _refused(robot[0], server.client(), "bad signature")
+
+
+def test_wrong_key_is_refused(tmp_path, keys, server, robot):
+    build(tmp_path, Keys(tmp_path / "other"), "1.1.0", server.root)
+    _refused(robot[0], server.client(), "not signed by the trusted key")
+
+
+def test_downgrade_and_min_version_are_refused(tmp_path, keys, server, robot):
+    up, _ = robot
+    client = server.client()
+    build(tmp_path, keys, "0.9.0", server.root)
+    assert "up to date" in up.run(client, "robot_1", loaded, passes)  # the server offers nothing older...
+    offer = client.latest("0.1", "robot_1")  # ...and the robot refuses it if offered anyway
+    with pytest.raises(UpdateError, match=r"not newer than the running 1\.0\.0"):
+        up.check_offer(offer)
+    build(tmp_path, keys, "2.0.0", server.root, min_version="1.5.0")
+    _refused(up, client, "needs at least 1.5.0")
+
+
+def test_path_traversal_is_refused(tmp_path, keys, server, robot):
+    evil = tarfile.TarInfo("../../evil.sh")
+    evil.size = 4
+    crafted(server.root / "vla-1.1.0.tar.gz", keys, "1.1.0", [evil], {"../../evil.sh": b"boom"}, [])
+    _refused(robot[0], server.client(), "path traversal")
+    assert not (tmp_path / "evil.sh").exists()
+
+
+def test_symlink_escape_is_refused(tmp_path, keys, server, robot):
+    link = tarfile.TarInfo("model")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../../outside"
+    payload = tarfile.TarInfo("model/policy.pt")
+    payload.size = 4
+    digest = digest_file(_write(tmp_path / "p", b"evil"))
+    crafted(server.root / "vla-1.1.0.tar.gz", keys, "1.1.0", [link, payload], {"model/policy.pt": b"evil"},
+            [FileEntry("model/policy.pt", digest.sha256, 4)])
+    _refused(robot[0], server.client(), "leads outside the release")
+    assert not (tmp_path / "outside").exists()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_oversized_packages_are_refused(tmp_path, keys, server):
+    pkg = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
+    big_package = build(tmp_path, keys, "1.1.0", server.root, extra_bytes=1 << 16)
+    up, _ = updater(tmp_path / "robot", keys, max_package_bytes=big_package.stat().st_size - 1)
+    up.install_file(pkg)
+    _refused(up, server.client(), "over the cap")
+    # a small archive that unpacks to more than the cap (a zip bomb's shape): refused while unpacking
+    big = tmp_path / "big"
+    (big / "model").mkdir(parents=True)
+    (big / "model" / "policy.pt").write_bytes(b"\0" * (4 << 20))
+    release.build("1.2.0", big, keys.private, server.root / "vla-1.2.0.tar.gz")
+    up2, _ = updater(tmp_path / "robot", keys, caps=Caps(max_total_bytes=1 << 20))
+    _refused(up2, server.client(), "over the cap of 1048576")
+
+
+def test_unpack_refuses_links_and_unlisted_files(tmp_path, keys):
+    hard = tarfile.TarInfo("model/x")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    crafted(tmp_path / "h.tar.gz", keys, "1.1.0", [hard], {}, [])
+    from vla_fleet.ota.package import unpack
+    with pytest.raises(PackageError, match="hard link"):
+        unpack(tmp_path / "h.tar.gz", tmp_path / "u1", Caps())
+    extra = tarfile.TarInfo("model/extra")
+    extra.size = 1
+    crafted(tmp_path / "e.tar.gz", keys, "1.1.0", [extra], {"model/extra": b"x"}, [])
+    with pytest.raises(PackageError, match="not listed in the manifest"):
+        unpack(tmp_path / "e.tar.gz", tmp_path / "u2", Caps())
+
+
+def test_interrupted_download_resumes(tmp_path, keys, server, robot):
+    up, reports = robot
+    # a package of many chunks: the child is killed a few chunks into its download
+    build(tmp_path, keys, "1.1.0", server.root, extra_bytes=1 << 20)
+    child = subprocess.run([sys.executable, str(HERE / "ota_crash_child.py"), str(up.root),
+                            str(keys.public), server.url, "downloading"], env=_env(), timeout=120)
+    assert child.returncode == -9
+    part = up.root / "staging" / "1.1.0.tar.gz.part"
+    assert 0 < part.stat().st_size < (server.root / "vla-1.1.0.tar.gz").stat().st_size
+    assert up.recover() is None and part.exists()  # a partial download survives the restart
+    outcome = up.run(server.client(), "robot_1", loaded, passes)
+    assert outcome.startswith("completed: 1.1.0"), outcome
+    verifying = [r for r in reports if r[0] == "verifying"]
+    assert verifying and verifying[-1][4].startswith("resumed at byte "), verifying
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.mark.parametrize("point", [p for p in CRASH_POINTS if p != "downloading"])
+def test_kill_9_at_each_step_leaves_old_or_new(tmp_path, keys, server, robot, point):
+    up, _ = robot
+    build(tmp_path, keys, "1.1.0", server.root)
+    child = subprocess.run([sys.executable, str(HERE / "ota_crash_child.py"), str(up.root), str(keys.public),
+                            server.url, point], env=_env(), timeout=120, capture_output=True, text=True)
+    assert child.returncode == -9, child.stdout + child.stderr
+    # right after the kill: exactly one complete release active, old or new
+    active = up.current_version()
+    assert active in ("1.0.0", "1.1.0")
+    verify_tree(up.current_link.resolve())
+    # the restart finishes or undoes the step
+    pending = up.recover()
+    if pending is not None:
+        assert (pending.version, pending.previous) == ("1.1.0", "1.0.0")
+        up.settle(pending, server.client(), "robot_1", loaded, passes)
+    final = up.current_version()
+    assert up.journal() is None and snapshot(up.root)["staging"] in ([], ["1.1.0.tar.gz.part"])
+    verify_tree(up.current_link.resolve())
+    expected = {"verified": "1.0.0", "unpacking": "1.0.0", "unpacked": "1.1.0", "switching": "1.1.0",
+                "switched": "1.1.0", "health": "1.1.0", "rolling_back": "1.0.0"}[point]
+    assert final == expected, (point, final)
+    assert set(up.installed()) == {"1.0.0", "1.1.0"} if final == "1.1.0" else up.installed() == ["1.0.0"]
+    # and the robot updates cleanly afterwards (unless it rolled 1.1.0 back: then it waits for a newer one)
+    if final == "1.0.0" and point != "rolling_back":
+        assert up.run(server.client(), "robot_1", loaded, passes).startswith("completed: 1.1.0")
+
+
+def test_failing_health_check_rolls_back_by_itself(tmp_path, keys, server, robot):
+    up, reports = robot
+    build(tmp_path, keys, "1.1.0", server.root)
+    loads = []
+    outcome = up.run(server.client(), "robot_1", lambda: loads.append(up.current_version()) or (True, "ok"), fails)
+    assert outcome == "rolled back: vla_health unhealthy"
+    assert up.current_version() == "1.0.0" and up.installed() == ["1.0.0"]
+    assert loads == ["1.1.0", "1.0.0"], "the policy was not reloaded after the switch and after the rollback"
+    assert reports[-1][:3] == ("rolled_back", "1.1.0", "1.0.0")
+    again = up.run(server.client(), "robot_1", loaded, passes)  # the rollout is halted: 1.1.0 is not offered again
+    assert "halted: robot_1 reported rolled_back" in again, again
+    with pytest.raises(UpdateError, match="rolled back on this robot"):  # nor taken if it were
+        up.check_offer(server.client().latest("0.5", "robot_9"))
+    assert up.current_version() == "1.0.0"
+
+
+def test_rollback_on_demand(tmp_path, keys, server, robot):
+    up, reports = robot
+    build(tmp_path, keys, "1.1.0", server.root)
+    assert up.run(server.client(), "robot_1", loaded, passes).startswith("completed")
+    assert up.rollback(up.current_version(), "operator asked") == "1.0.0"
+    assert up.current_version() == "1.0.0" and reports[-1][0] == "rolled_back"
+    with pytest.raises(UpdateError, match="no earlier release"):
+        up.rollback("1.0.0", "again")
+
+
+def test_staged_rollout_halts_after_the_canary_rolls_back(tmp_path, keys, server):
+    factory = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
+    robots = {}
+    for rid in ("robot_1", "robot_2", "robot_3"):
+        robots[rid], _ = updater(tmp_path / rid, keys)
+        robots[rid].install_file(factory)
+    (server.root / "rollout.json").write_text('{"1.1.0": {"canary": ["robot_1"], "percent": 100}}')
+    build(tmp_path, keys, "1.1.0", server.root)
+    client = server.client()
+    assert "canary robots first" in robots["robot_2"].run(client, "robot_2", loaded, passes)
+    assert robots["robot_1"].run(client, "robot_1", loaded, fails).startswith("rolled back")
+    for rid in ("robot_2", "robot_3"):
+        outcome = robots[rid].run(client, rid, loaded, passes)
+        assert "halted: robot_1 reported rolled_back" in outcome, outcome
+        assert robots[rid].current_version() == "1.0.0"
+    view = server.fleet()
+    assert view["versions"] == {"1.0.0": ["robot_1", "robot_2", "robot_3"]}
+    assert "robot_1 reported rolled_back" in view["rollouts"]["1.1.0"]["halted"]
+
+
+def test_staged_rollout_goes_on_after_the_canary_succeeds(tmp_path, keys, server):
+    factory = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
+    robots = {}
+    for rid in ("robot_1", "robot_2", "robot_3"):
+        robots[rid], _ = updater(tmp_path / rid, keys)
+        robots[rid].install_file(factory)
+    (server.root / "rollout.json").write_text('{"1.1.0": {"canary": ["robot_1"], "percent": 100}}')
+    build(tmp_path, keys, "1.1.0", server.root)
+    client = server.client()
+    assert "canary robots first" in robots["robot_3"].run(client, "robot_3", loaded, passes)
+    assert robots["robot_1"].run(client, "robot_1", loaded, passes).startswith("completed")
+    for rid in ("robot_2", "robot_3"):
+        assert robots[rid].run(client, rid, loaded, passes).startswith("completed"), rid
+    assert server.fleet()["versions"] == {"1.1.0": ["robot_1", "robot_2", "robot_3"]}
+
+
+def test_server_refuses_bad_queries(server):
+    import urllib.error
+    import urllib.request
+    for query in ("current_version=x.y&robot_id=r", "current_version=1.0"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{server.url}/api/updates/latest?{query}", timeout=30)
+        assert err.value.code == 400
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{server.url}/packages/..%2F..%2Fetc%2Fpasswd", timeout=30)
+    assert err.value.code == 404
+    assert PUBLIC_KEY_NAME == "ota_ed25519.pub"
