@@ -1,0 +1,204 @@
+"""Dynamic batching: requests from every connection gathered into one forward pass, with a bounded
+queue, per-request deadlines and the seed's adaptive batch cap. Plain threads; no server framework.
+
+A worker thread takes the oldest request and waits at most `max_wait_s` from its arrival for more, up
+to the current cap; requests past their deadline are answered DeadlineExceededError without being computed;
+a full queue refuses new ones at once (OverloadedError), so latency cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+
+class OverloadedError(RuntimeError):
+    """The queue is full: the request was not taken. `retry_after_s` is a hint for the client."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceededError(RuntimeError):
+    """The request waited past its deadline and was not computed."""
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher stopped before the request was computed."""
+
+
+class AdaptiveCap:
+    """The batch cap follows memory pressure: above `high` it halves, below `low` it doubles up to
+    `max_batch_size` (the seed's 90 %/60 % rule). `memory_fraction()` reads GPU memory on a GPU and the
+    process's share of its memory budget on a CPU. Every change is logged and counted."""
+
+    def __init__(self, max_batch_size: int, memory_fraction: Callable[[], float], high: float = 0.9,
+                 low: float = 0.6, probe_interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        if not 0.0 < low < high:
+            raise ValueError(f"adaptive cap thresholds must satisfy 0 < low < high, got {low}, {high}")
+        self.max_batch_size = max_batch_size
+        self.cap = max_batch_size
+        self.high, self.low = high, low
+        self.memory_fraction = memory_fraction
+        self.probe_interval_s = probe_interval_s
+        self.clock = clock
+        self.changes = 0
+        self.last_fraction = math.nan
+        self._next_probe = -math.inf
+
+    def update(self) -> int:
+        """Probes memory (at most every probe_interval_s) and returns the cap in force."""
+        now = self.clock()
+        if now < self._next_probe:
+            return self.cap
+        self._next_probe = now + self.probe_interval_s
+        fraction = float(self.memory_fraction())
+        self.last_fraction = fraction
+        old = self.cap
+        if fraction > self.high and self.cap > 1:
+            self.cap = max(1, self.cap // 2)
+        elif fraction < self.low and self.cap < self.max_batch_size:
+            self.cap = min(self.max_batch_size, self.cap * 2)
+        if self.cap != old:
+            self.changes += 1
+            LOG.warning("batch cap %d -> %d (memory at %.0f %%, thresholds %.0f/%.0f %%)", old, self.cap,
+                        fraction * 100, self.low * 100, self.high * 100)
+        return self.cap
+
+
+@dataclass
+class _Pending:
+    item: Any
+    enqueued: float
+    deadline: float
+    future: concurrent.futures.Future
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    expired: int = 0
+    rejected: int = 0
+    last_batch_size: int = 0
+
+
+class DynamicBatcher:
+    """Gathers submitted items into batches for `run_batch(items) -> [result or Exception per item]`."""
+
+    def __init__(self, run_batch: Callable[[list], Sequence[Any]], max_batch_size: int = 16,
+                 max_wait_s: float = 0.005, queue_limit: int = 256, cap: AdaptiveCap | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_batch: Callable[[int, float], None] | None = None):
+        if max_batch_size < 1 or queue_limit < 1 or max_wait_s < 0:
+            raise ValueError("max_batch_size and queue_limit must be >= 1, max_wait_s >= 0")
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.queue_limit = queue_limit
+        self.cap = cap
+        self.clock = clock
+        self.on_batch = on_batch
+        self.stats = BatchStats()
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._batch_s = 0.01  # running mean of a batch's duration, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def current_cap(self) -> int:
+        return self.cap.cap if self.cap else self.max_batch_size
+
+    def submit(self, item: Any, timeout_s: float) -> concurrent.futures.Future:
+        """Queues an item; the future holds its result or raises. Raises OverloadedError when full."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        now = self.clock()
+        with self._cond:
+            if self._closed:
+                raise BatcherClosedError("server is shutting down")
+            if len(self._queue) >= self.queue_limit:
+                self.stats.rejected += 1
+                batches_ahead = math.ceil(len(self._queue) / max(1, self.current_cap))
+                raise OverloadedError(f"queue full ({self.queue_limit} requests waiting)",
+                                 retry_after_s=max(0.1, batches_ahead * self._batch_s))
+            self._queue.append(_Pending(item, now, now + timeout_s, future))
+            self._cond.notify()
+        return future
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        with self._cond:
+            while self._queue:
+                self._queue.popleft().future.set_exception(BatcherClosedError("server is shutting down"))
+
+    def _take(self) -> list[_Pending] | None:
+        """Blocks until a batch is due: the cap is reached or the oldest waited max_wait_s."""
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait(0.5)
+            if self._closed:
+                return None
+            cap = self.cap.update() if self.cap else self.max_batch_size
+            while len(self._queue) < cap and not self._closed:
+                remaining = self._queue[0].enqueued + self.max_wait_s - self.clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            batch = [self._queue.popleft() for _ in range(min(cap, len(self._queue)))]
+        now = self.clock()
+        live = []
+        for p in batch:
+            if now > p.deadline:
+                self.stats.expired += 1
+                p.future.set_exception(DeadlineExceededError(
+                    f"request waited {1000 * (now - p.enqueued):.0f} ms, past its deadline; not computed"))
+            elif p.future.set_running_or_notify_cancel():
+                live.append(p)
+        return live
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            if not batch:
+                continue
+            start = time.perf_counter()
+            try:
+                results = list(self.run_batch([p.item for p in batch]))
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+            except Exception as exc:  # every waiter must get an answer, the loop must live on
+                LOG.exception("batch of %d failed", len(batch))
+                results = [exc] * len(batch)
+            elapsed = time.perf_counter() - start
+            self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.last_batch_size = len(batch)
+            for p, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    p.future.set_exception(result)
+                else:
+                    p.future.set_result(result)
+            if self.on_batch:
+                self.on_batch(len(batch), elapsed)

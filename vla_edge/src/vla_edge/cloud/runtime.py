@@ -1,0 +1,121 @@
+"""The served policy: the edge's runtime (`load_policy`, its encoders and its finite/clamp stack) run on
+a batch of observations in one forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_edge.cloud.protocol import Observation, RequestError
+from vla_edge.encoders import ImagePreprocessor, TextEncoder, encoder_for
+from vla_edge.policy import BasePolicy, NonFiniteActionError, PolicyLoadError, finite_and_clamped, load_policy
+from vla_edge.spec import FORM_FEATURES
+from vla_msgs.names import ACTION_DIM
+
+LOG = logging.getLogger(__name__)
+
+
+class _Computed:
+    """One sample's chunk from the batched forward pass, fed through the edge's `finite_and_clamped`
+    stack so the cloud answers exactly what the edge would publish."""
+
+    def __init__(self, policy: BasePolicy):
+        self.spec = policy.spec
+        self.result: dict = {}
+
+    def infer(self, obs: dict) -> dict:
+        return self.result
+
+
+class ServedPolicy:
+    """A loaded policy with its text encoder and image preprocessing; `run_batch` is the batcher's work."""
+
+    def __init__(self, policy: BasePolicy, encoder: TextEncoder | None):
+        self.policy = policy
+        self.spec = policy.spec
+        self.encoder = encoder
+        self.features = self.spec.form == FORM_FEATURES
+        self._preprocess = None if self.features else ImagePreprocessor(self.spec)
+        self._computed = _Computed(policy)
+        self._guarded = finite_and_clamped(self._computed)
+        module = getattr(policy, "module", None)
+        self._module = module if isinstance(module, torch.jit.ScriptModule) else None
+        self._device = getattr(policy, "device", torch.device("cpu"))
+
+    @classmethod
+    def load(cls, model_path: str | Path, device: str = "auto", warmup_runs: int = 3,
+             cache_size: int = 1024) -> ServedPolicy:
+        """Loads through the edge's `load_policy` (sidecar, sha256, signature, warm-up); PolicyLoadError."""
+        policy = load_policy(model_path, device, warmup_runs)
+        encoder = None
+        if policy.spec.form != FORM_FEATURES:
+            try:
+                encoder = encoder_for(policy.spec, policy.device.type, cache_size)
+            except ValueError as exc:
+                raise PolicyLoadError(str(exc)) from exc
+        return cls(policy, encoder)
+
+    def metadata(self) -> dict:
+        """What `/health` and the openpi metadata frame tell a client about the model."""
+        spec = self.spec
+        meta = {"model_name": spec.name, "model_version": spec.version, "sha256": spec.sha256,
+                "form": spec.form, "chunk_length": spec.chunk_length, "action_dim": ACTION_DIM,
+                "action_names": list(spec.action_names)}
+        if not self.features:
+            meta.update(image_shape=[3, *spec.image_size], language_encoder=spec.language_encoder)
+        return meta
+
+    def check(self, obs: Observation) -> None:
+        """Refuses a request in the other form than the policy's (before it is queued)."""
+        if obs.is_features != self.features:
+            want = "vision_features + language_features" if self.features else "an image + an instruction"
+            raise RequestError(f"this server's policy {self.spec.name} takes {want}", 422)
+
+    def _inputs(self, observations: list[Observation]) -> tuple[np.ndarray, np.ndarray]:
+        if self.features:
+            return (np.stack([o.vision_features for o in observations]),
+                    np.stack([o.language_features for o in observations]))
+        images = np.stack([self._preprocess(o.rgb) for o in observations])
+        language = np.stack([self.encoder.encode(o.instruction) for o in observations])
+        return images, language
+
+    def _forward(self, vision: np.ndarray, language: np.ndarray) -> np.ndarray:
+        if self._module is None:  # a runtime without a batched module: one pass per sample
+            key = "vision_features" if self.features else "image"
+            return np.stack([self.policy.infer({key: v, "language": lang})["actions"]
+                             for v, lang in zip(vision, language, strict=True)])
+        vis = torch.from_numpy(np.ascontiguousarray(vision, dtype=np.float32)).to(self._device)
+        lang = torch.from_numpy(np.ascontiguousarray(language, dtype=np.float32)).to(self._device)
+        with torch.inference_mode():
+            out = self._module(vis, lang)
+        if not isinstance(out, torch.Tensor):
+            raise PolicyLoadError(f"model returned {type(out).__name__}, expected a tensor")
+        actions = out.detach().to("cpu", torch.float32).numpy()
+        if actions.ndim == 2:
+            actions = actions[:, None, :]
+        if actions.ndim != 3 or actions.shape[0] != vision.shape[0] or actions.shape[2] != ACTION_DIM:
+            raise PolicyLoadError(f"model output shape {tuple(out.shape)} for a batch of {vision.shape[0]}")
+        return actions
+
+    def run_batch(self, observations: list[Observation]) -> list[dict | Exception]:
+        """One forward pass over the batch; per sample the clamped chunk, or the error that sample raised."""
+        start = time.perf_counter()
+        vision, language = self._inputs(observations)
+        actions = self._forward(vision, language)
+        forward_ms = (time.perf_counter() - start) * 1000.0
+        out: list[dict | Exception] = []
+        for chunk in actions:
+            self._computed.result = {"actions": chunk, "inference_ms": forward_ms}
+            try:
+                result = self._guarded.infer({})
+            except NonFiniteActionError as exc:
+                out.append(exc)
+                continue
+            out.append({"actions": np.ascontiguousarray(result["actions"], dtype=np.float32),
+                        "inference_ms": forward_ms, "batch_size": len(observations)})
+        return out
