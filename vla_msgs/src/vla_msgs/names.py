@@ -61,6 +61,7 @@ TASK_ASSIGNMENT = "/task_assignment"
 TASK_FEEDBACK = "/task_feedback"
 COORDINATION = "/vla_coordination"
 UPDATES = "/vla_updates"
+UPDATE_STATUS = "/fleet/update_status"  # vla_msgs/UpdateStatus, the typed twin of /vla_updates
 MAINTENANCE = "/vla_maintenance"
 
 # Fleet-wide services (absolute, whatever the node's own name).
