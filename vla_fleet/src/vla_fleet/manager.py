@@ -17,7 +17,15 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from vla_fleet.assignment import CostModel, Job, Robot, assign
+from vla_fleet.assignment import CostModel, Job, Robot, assign, cost
+from vla_fleet.coordination import (
+    SLOT_DONE,
+    SLOT_VACANT,
+    GroupChange,
+    parse_action_sequence,
+    sequence_from_json,
+    sequence_to_json,
+)
 from vla_fleet.store import (
     ACTIVE_STATES,
     ASSIGNED,
@@ -65,6 +73,10 @@ class FleetManagerConfig:
     max_pending_scan: int = param(2000, lo=1, hi=1_000_000, help="pending tasks read from the store per round")
     max_robots: int = param(10_000, lo=1, hi=1_000_000, help="robots tracked at most (the longest silent let go)")
     places_file: str = param("", help="YAML mapping place name -> [x, y]; empty = none (sim objects still count)")
+    max_group_robots: int = param(10, lo=2, hi=1000, help="a coordinated task needs at most this many robots")
+    replace_timeout_s: float = param(30.0, lo=0.0, hi=86400.0,
+                                     help="a coordinated task that lost a robot waits this long for a "
+                                          "replacement, then fails [s]")
 
     def check(self) -> None:
         if self.min_priority > self.max_priority:
@@ -87,6 +99,7 @@ class RoundResult:
     resend: list[StoredTask] = field(default_factory=list)
     requeued: list[tuple[str, str]] = field(default_factory=list)
     went_offline: list[str] = field(default_factory=list)
+    groups: list[GroupChange] = field(default_factory=list)
 
 
 def default_manager_id() -> str:
@@ -110,6 +123,8 @@ class FleetManager:
         self.cost_model = CostModel(config.battery_weight_m, config.max_matrix)
         self._sent: dict[str, float] = {}   # task id -> when its assignment was last sent again
         self._active: dict[str, str] = {}   # task id -> robot, the active tasks as of the last round
+        # coordinated tasks' changes not yet published (steps to send or stop, /vla_coordination)
+        self._changes: list[GroupChange] = []
 
     # -- services -----------------------------------------------------------------------------
 
@@ -132,19 +147,27 @@ class FleetManager:
         if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
             raise TaskRejectedError("parameters_json: 'capabilities' must be a list of non-empty strings")
         robots = params.get("robots", 1)
-        if isinstance(robots, bool) or not isinstance(robots, int) or robots < 1:
-            raise TaskRejectedError("parameters_json: 'robots' must be a positive integer")
+        if isinstance(robots, bool) or not isinstance(robots, int) or not 1 <= robots <= self.cfg.max_group_robots:
+            raise TaskRejectedError(f"parameters_json: 'robots' must be an integer in [1, {self.cfg.max_group_robots}]")
         if robots > 1:
-            raise TaskRejectedError("parameters_json: coordinated tasks (robots > 1) are not supported by this manager")
+            if robot_id.strip():
+                raise TaskRejectedError("robot_id: a coordinated task (robots > 1) picks its robots itself")
+            try:
+                phases = parse_action_sequence(params, text, robots, self.places)
+            except ValueError as exc:
+                raise TaskRejectedError(f"parameters_json: {exc}") from exc
+            params["action_sequence"] = sequence_to_json(phases)
+        elif "action_sequence" in params:
+            raise TaskRejectedError("parameters_json: 'action_sequence' needs 'robots' > 1")
         task = self.store.submit(text, priority, self.clock(), requested_robot=robot_id.strip(), parameters=params,
-                                 location=location, capabilities=caps)
+                                 location=location, capabilities=caps, robots=robots)
         _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
         return task
 
     def cancel(self, task_id: str) -> tuple[StoredTask | None, str]:
         """(the task as it was, message); an active task's robot must be told (the node publishes it)."""
         self._active.pop(task_id, None)
-        task = self.store.cancel(task_id, "cancelled by request", self.clock())
+        task = self.store.cancel(task_id, "cancelled by request", self.clock(), changes=self._changes)
         if task is None:
             return None, f"no task {task_id!r}"
         if task.state in (SUCCEEDED, FAILED, CANCELLED):
@@ -214,7 +237,7 @@ class FleetManager:
             return
         self._active.pop(last, None)
         new_state = self.store.finish(last, robot_id, state, str(doc.get("last_task_reason") or ""), now,
-                                      self.cfg.max_retries)
+                                      self.cfg.max_retries, changes=self._changes, manager_id=self.manager_id)
         if new_state is not None:
             _log.info("task %s %s on %s (from its status) -> %s", last, state, robot_id, new_state)
 
@@ -231,7 +254,8 @@ class FleetManager:
                 raise ValueError(f"{who} started task {task_id!r:.40}, which is not assigned to it")
             return None
         self._active.pop(task_id, None)
-        new_state = self.store.finish(task_id, robot_id, state, reason, now, self.cfg.max_retries)
+        new_state = self.store.finish(task_id, robot_id, state, reason, now, self.cfg.max_retries,
+                                      changes=self._changes, manager_id=self.manager_id)
         if new_state is None:
             task = self.store.get(task_id)
             if task is not None and task.state in (SUCCEEDED, FAILED, CANCELLED) and task.robot_id in ("", robot_id):
@@ -261,9 +285,12 @@ class FleetManager:
             reason = self._lost_reason(task, now)
             if reason:
                 self._active.pop(task.id, None)
-                if self.store.requeue(task.id, reason, now):
+                if self.store.requeue(task.id, reason, now, changes=self._changes):
                     result.requeued.append((task.id, reason))
-                    _log.warning("task %s back to pending: %s", task.id, reason)
+                    if task.parent_id:
+                        _log.warning("step %s of coordinated task %s lost: %s", task.id, task.parent_id, reason)
+                    else:
+                        _log.warning("task %s back to pending: %s", task.id, reason)
             elif (task.state == ASSIGNED and self._robot_current(task.robot_id) != task.id
                   and now - self._sent.get(task.id, task.assignment_time) >= self.cfg.resend_period_s):
                 # not taken up yet: the message may have been lost (or sent before a restart)
@@ -272,6 +299,8 @@ class FleetManager:
         free = [v.robot for v in self.robots.values()
                 if not v.offline and v.status == RobotState.AVAILABLE and not v.current_task_id
                 and v.robot.battery >= self.cfg.min_battery]
+        free = self._group_round(now, free)
+        result.groups = self.take_changes()
         if free:
             # twice the candidates a round weighs, so that tasks no free robot can take leave room
             scan = min(self.cfg.max_pending_scan, 2 * self.cfg.candidates_per_robot * len(free))
@@ -281,6 +310,86 @@ class FleetManager:
                 self._active[task.id] = task.robot_id
                 _log.info("task %s assigned to %s", task.id, task.robot_id)
         return result
+
+    def take_changes(self) -> list[GroupChange]:
+        """The coordinated tasks' changes since the last call, in order: the node sends their steps
+        (assigned, cancelled) and publishes each on /vla_coordination."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def _group_round(self, now: float, free: list[Robot]) -> list[Robot]:
+        """Coordinated tasks before single ones: slots whose robot is lost at the barrier are vacated,
+        vacant slots get the cheapest free capable robot (or the task fails after `replace_timeout_s`),
+        then each waiting coordinated task (queue order) gets its k robots chosen together at least
+        cost, or waits whole. The free robots left for the single tasks come back."""
+        groups = self.store.groups()
+        reserved = {s.robot_id for _, slots in groups for s in slots if s.robot_id}
+        free = [r for r in free if r.robot_id not in reserved]
+        for parent, slots in groups:
+            phases = sequence_from_json(parent.parameters["action_sequence"])
+            for slot in slots:
+                if slot.state == SLOT_DONE:
+                    reason = self._waiting_robot_lost(slot.robot_id, now)
+                    if reason:
+                        self._note(self.store.vacate(parent.id, slot.slot, reason, now))
+                        continue
+                if slot.state != SLOT_VACANT:
+                    continue
+                job = Job(parent.id, parent.priority, phases[slot.phase][slot.slot].location,
+                          frozenset(parent.capabilities))
+                # only robots heard since the slot fell vacant: the robot that just handed its step back
+                # may still look available in a status sent before its fault
+                able = [r for r in free if job.capabilities <= r.capabilities
+                        and self.robots[r.robot_id].last_heard >= (slot.vacant_since or now)]
+                if able:
+                    best = min(able, key=lambda r: cost(r, job, self.cost_model))
+                    change = self.store.fill_slot(parent.id, slot.slot, best.robot_id, self.manager_id, now)
+                    if change is not None:
+                        free.remove(best)
+                        self._note(change)
+                elif now - (slot.vacant_since or now) >= self.cfg.replace_timeout_s:
+                    self._note(self.store.fail_group(
+                        parent.id, f"slot {slot.slot} found no replacement robot within "
+                                   f"{self.cfg.replace_timeout_s:g} s", now))
+        if len(free) < 2:
+            return free
+        for parent in self.store.pending_groups(self.cfg.max_pending_scan):
+            if len(free) < parent.robots:
+                continue
+            first = sequence_from_json(parent.parameters["action_sequence"])[0]
+            jobs = [Job(f"{parent.id}#{i}", parent.priority, step.location, frozenset(parent.capabilities))
+                    for i, step in enumerate(first)]
+            pairs = dict(assign(jobs, free, self.cost_model))
+            if len(pairs) < len(jobs):
+                continue  # all k together or none: a part of the group would only hold robots idle
+            robot_ids = [pairs[job.task_id] for job in jobs]
+            change = self.store.start_group(parent.id, robot_ids, self.manager_id, now)
+            if change is not None:
+                self._note(change)
+                _log.info("coordinated task %s started on %s", parent.id, ", ".join(robot_ids))
+                free = [r for r in free if r.robot_id not in robot_ids]
+                if len(free) < 2:
+                    break
+        return free
+
+    def _waiting_robot_lost(self, robot_id: str, now: float) -> str:
+        """Why a robot held by a coordinated task between phases can no longer take its next step."""
+        view = self.robots.get(robot_id)
+        if view is None:
+            if now - (self.started or now) > self.cfg.robot_timeout_s:
+                return f"{robot_id} not heard since the manager started"
+            return ""
+        if view.offline:
+            return f"{robot_id} offline (silent)"
+        if view.status in (RobotState.ERROR, RobotState.OFFLINE, RobotState.CHARGING):
+            return f"{robot_id} reports {view.status}"
+        return ""
+
+    def _note(self, change: GroupChange | None) -> None:
+        if change is not None:
+            self._changes.append(change)
+            _log.info("coordinated task %s: %s (phase %d, robots %s)%s", change.task_id, change.event, change.phase,
+                      ", ".join(r or "-" for r in change.robots), f": {change.reason}" if change.reason else "")
 
     def _decide(self, pending: list[StoredTask], busy: set[str], robots: list[Robot]) -> list[tuple[str, str]]:
         free = [r for r in robots if r.robot_id not in busy]
@@ -361,6 +470,8 @@ def task_document(task: StoredTask, state: str = "") -> dict:
         "created_time": task.created_time, "state": state or task.state, "robot_id": task.robot_id,
         "parameters_json": task.parameters_json, "location": list(task.location) if task.location else None,
         "capabilities": list(task.capabilities), "attempt": task.attempts,
+        # a step of a coordinated task: which task, phase and slot (the agent repeats it in its feedback)
+        **({"coordination": task.parameters.get("coordination")} if task.parent_id else {}),
     }
 
 

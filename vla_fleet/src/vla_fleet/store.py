@@ -24,6 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vla_fleet.coordination import (
+    PAUSED,
+    PHASE,
+    RESUMED,
+    RETRY,
+    SLOT_DONE,
+    SLOT_RUNNING,
+    SLOT_VACANT,
+    STARTED,
+    GroupChange,
+    Slot,
+    Step,
+    barrier,
+    robots_label,
+    sequence_from_json,
+)
+
 PENDING, ASSIGNED, RUNNING = "pending", "assigned", "running"
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 TASK_STATES = (PENDING, ASSIGNED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -56,6 +73,8 @@ class StoredTask:
     x: float | None = None
     y: float | None = None
     capabilities: tuple[str, ...] = ()
+    robots: int = 1                  # k > 1: a coordinated task (its steps are tasks of their own)
+    parent_id: str = ""              # a step of a coordinated task: that task's id
 
     # parsed when asked for: a round reads thousands of rows and needs neither
     @property
@@ -72,7 +91,8 @@ class StoredTask:
 
 
 _COLUMNS = ("id, description, priority, requested_robot, parameters_json, state, robot_id, created_time, "
-            "updated_time, assignment_time, attempts, failures, reasons_json, seq, x, y, capabilities")
+            "updated_time, assignment_time, attempts, failures, reasons_json, seq, x, y, capabilities, robots, "
+            "parent_id")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -118,6 +138,28 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_task ON history (task_id, id);
 """
+# Columns added after the first release: an older database gets them when opened.
+_ADDED_COLUMNS = {"robots": "INTEGER NOT NULL DEFAULT 1", "parent_id": "TEXT NOT NULL DEFAULT ''"}
+# Coordinated tasks: one row per robot slot of a running group; a robot is in one group at most.
+# The partial index holds the coordinated tasks waiting for robots (literals: SQLite uses a partial
+# index only when the query's WHERE states its condition).
+_GROUP_TABLES = """
+CREATE TABLE IF NOT EXISTS coordination (
+    task_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    robot_id TEXT NOT NULL DEFAULT '',
+    phase INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    step_id TEXT NOT NULL DEFAULT '',
+    vacant_since DOUBLE PRECISION,
+    PRIMARY KEY (task_id, slot)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS coordination_one_group_per_robot ON coordination (robot_id) WHERE robot_id <> '';
+CREATE INDEX IF NOT EXISTS tasks_group_queue ON tasks (priority, created_time, seq)
+    WHERE state = 'pending' AND robots > 1;
+CREATE INDEX IF NOT EXISTS history_time ON history (time)
+"""
+_GROUP_PENDING = "state = 'pending' AND robots > 1"
 
 
 class TaskStore:
@@ -141,6 +183,14 @@ class TaskStore:
                 # two managers starting together must not both create the tables
                 cur.execute("SELECT pg_advisory_xact_lock(4242)")
             for statement in _TABLES.format(serial=serial).split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            cur.execute("SELECT * FROM tasks LIMIT 0")
+            present = {d[0] for d in cur.description}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in present:
+                    cur.execute(f"ALTER TABLE tasks ADD COLUMN {name} {definition}")
+            for statement in _GROUP_TABLES.split(";"):
                 if statement.strip():
                     cur.execute(statement)
 
@@ -184,9 +234,11 @@ class TaskStore:
         return [_task(r) for r in rows]
 
     def active(self) -> list[StoredTask]:
-        """Tasks assigned or running, by any manager."""
+        """Tasks assigned or running on one robot, by any manager (a coordinated task's steps, not the
+        coordinated task itself: its robots are in `groups()`)."""
         with self._tx(write=False) as cur:
-            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state IN (?, ?) ORDER BY seq", ACTIVE_STATES)
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state IN (?, ?) AND robots = 1 ORDER BY seq",
+                             ACTIVE_STATES)
         return [_task(r) for r in rows]
 
     def history(self, task_id: str) -> list[tuple[float, str, str, str]]:
@@ -209,16 +261,18 @@ class TaskStore:
 
     def submit(self, description: str, priority: int, now: float, *, requested_robot: str = "",
                parameters: dict | None = None, location: tuple[float, float] | None = None,
-               capabilities: Sequence[str] = ()) -> StoredTask:
-        """A new pending task with a fresh UUID4 id."""
+               capabilities: Sequence[str] = (), robots: int = 1) -> StoredTask:
+        """A new pending task with a fresh UUID4 id; `robots` > 1 makes it a coordinated task (its
+        parameters hold the normalised `action_sequence`)."""
         task_id = str(uuid.uuid4())
         params = json.dumps(parameters or {}, allow_nan=False)
         x, y = location if location is not None else (None, None)
         with self._tx() as cur:
             cur.run("INSERT INTO tasks (id, description, priority, requested_robot, parameters_json, state, "
-                    "created_time, updated_time, x, y, capabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "created_time, updated_time, x, y, capabilities, robots) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (task_id, description, priority, requested_robot, params, PENDING, now, now, x, y,
-                     ",".join(sorted(set(capabilities)))))
+                     ",".join(sorted(set(capabilities))), robots))
             _event(cur, task_id, now, "submitted", requested_robot, f"priority {priority}")
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return _task(rows[0])
@@ -232,12 +286,12 @@ class TaskStore:
         lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
         try:
             with self._tx() as cur:
-                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state = ? "
+                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state = ? AND robots = 1 "
                                  f"ORDER BY priority, created_time, seq LIMIT ?{lock}", (PENDING, limit))
                 pending = [_task(r) for r in rows]
                 if not pending:
                     return []
-                busy = {r[0] for r in cur.query("SELECT robot_id FROM tasks WHERE state IN (?, ?)", ACTIVE_STATES)}
+                busy = _busy_robots(cur)
                 by_id = {t.id: t for t in pending}
                 claimed = []
                 # claims in robot order: two managers racing for robots wait on each other, never in a cycle
@@ -278,10 +332,12 @@ class TaskStore:
             return True
 
     def finish(self, task_id: str, robot_id: str, outcome: str, reason: str, now: float,
-               max_retries: int = 0) -> str | None:
+               max_retries: int = 0, changes: list[GroupChange] | None = None, manager_id: str = "") -> str | None:
         """The robot's attempt ended: succeeded, failed (retried while failures <= max_retries, then
         failed for good with every reason) or handed back (`cancelled` by the robot: pending again,
-        not counted as a failure). The task's new state, or None when it was not active on that robot."""
+        not counted as a failure). The task's new state, or None when it was not active on that robot.
+        A step of a coordinated task ends as it is and moves its group (barrier, retry, pause): the
+        group's change is appended to `changes`."""
         if outcome not in (SUCCEEDED, FAILED, CANCELLED):
             raise ValueError(f"outcome {outcome!r}: expected succeeded, failed or cancelled")
         with self._tx() as cur:
@@ -290,48 +346,70 @@ class TaskStore:
             if not rows:
                 return None
             task = _task(rows[0])
-            failures, reasons = task.failures, list(task.reasons)
-            if outcome == SUCCEEDED:
-                state = SUCCEEDED
-            elif outcome == FAILED:
-                failures += 1
-                reasons.append(f"{robot_id}: {reason or 'failed'}")
-                state = PENDING if failures <= max_retries else FAILED
+            if task.parent_id:
+                change = self._step_ended(cur, task, outcome, reason, now, max_retries, manager_id)
+                state = outcome
             else:
-                reasons.append(f"{robot_id} handed it back: {reason or 'cancelled'}")
-                state = PENDING
-            self._end_attempt(cur, task, state, outcome, reason, now, failures, reasons)
-            return state
+                change = None
+                failures, reasons = task.failures, list(task.reasons)
+                if outcome == SUCCEEDED:
+                    state = SUCCEEDED
+                elif outcome == FAILED:
+                    failures += 1
+                    reasons.append(f"{robot_id}: {reason or 'failed'}")
+                    state = PENDING if failures <= max_retries else FAILED
+                else:
+                    reasons.append(f"{robot_id} handed it back: {reason or 'cancelled'}")
+                    state = PENDING
+                self._end_attempt(cur, task, state, outcome, reason, now, failures, reasons)
+        _note(changes, change)
+        return state
 
-    def requeue(self, task_id: str, reason: str, now: float) -> bool:
-        """An active task whose robot went silent or dropped it goes back to pending at its priority."""
+    def requeue(self, task_id: str, reason: str, now: float, changes: list[GroupChange] | None = None) -> bool:
+        """An active task whose robot went silent or dropped it goes back to pending at its priority (a
+        step of a coordinated task ends instead, and its slot waits for a replacement robot)."""
         with self._tx() as cur:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND state IN (?, ?)",
                              (task_id, *ACTIVE_STATES))
             if not rows:
                 return False
             task = _task(rows[0])
-            self._end_attempt(cur, task, PENDING, "lost", reason, now, task.failures,
-                              [*task.reasons, f"{task.robot_id}: {reason}"])
-            return True
+            change = None
+            if task.parent_id:
+                change = self._step_ended(cur, task, "lost", reason, now, 0, "")
+            else:
+                self._end_attempt(cur, task, PENDING, "lost", reason, now, task.failures,
+                                  [*task.reasons, f"{task.robot_id}: {reason}"])
+        _note(changes, change)
+        return True
 
-    def cancel(self, task_id: str, reason: str, now: float) -> StoredTask | None:
+    def cancel(self, task_id: str, reason: str, now: float,
+               changes: list[GroupChange] | None = None) -> StoredTask | None:
         """Cancel a pending or active task; the task as it was (None when unknown); a task already
-        finished is left as it is."""
+        finished is left as it is. Cancelling a step of a coordinated task cancels the coordinated
+        task: its running steps are cancelled (in the change appended to `changes`)."""
         with self._tx() as cur:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
             if not rows:
                 return None
             task = _task(rows[0])
+            if task.parent_id and task.state not in FINAL_STATES:
+                parent = self._lock_task(cur, task.parent_id)
+                if parent is not None and parent.state not in FINAL_STATES:
+                    task = parent
+            change = None
             if task.state in FINAL_STATES:
                 return task
-            if task.state in ACTIVE_STATES:
+            if task.robots > 1 and task.state in ACTIVE_STATES:
+                change = self._end_group(cur, task, CANCELLED, reason, now)
+            elif task.state in ACTIVE_STATES:
                 self._end_attempt(cur, task, CANCELLED, CANCELLED, reason, now, task.failures,
                                   [*task.reasons, f"cancelled: {reason}"])
             else:
-                cur.run("UPDATE tasks SET state = ?, updated_time = ? WHERE id = ?", (CANCELLED, now, task_id))
-                _event(cur, task_id, now, CANCELLED, "", reason)
-            return task
+                cur.run("UPDATE tasks SET state = ?, updated_time = ? WHERE id = ?", (CANCELLED, now, task.id))
+                _event(cur, task.id, now, CANCELLED, "", reason)
+        _note(changes, change)
+        return task
 
     def _end_attempt(self, cur: _Cursor, task: StoredTask, state: str, outcome: str, reason: str, now: float,
                      failures: int, reasons: list[str]) -> None:
@@ -341,6 +419,219 @@ class TaskStore:
         cur.run("UPDATE attempts SET ended_time = ?, outcome = ?, reason = ? WHERE task_id = ? AND attempt = ?",
                 (now, outcome, reason, task.id, task.attempts))
         _event(cur, task.id, now, outcome if state != PENDING else f"{outcome}, requeued", task.robot_id, reason)
+
+    # -- coordinated tasks (vla_fleet.coordination) ----------------------------------------------
+    # Every transition of a group locks the coordinated task's row first (SQLite: the writer lock of
+    # BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE), so two steps ending at once on two managers
+    # see each other's slot and exactly one of them releases the barrier.
+
+    def pending_groups(self, limit: int) -> list[StoredTask]:
+        """Coordinated tasks waiting for their robots, in queue order."""
+        with self._tx(write=False) as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE {_GROUP_PENDING} "
+                             "ORDER BY priority, created_time, seq LIMIT ?", (limit,))
+        return [_task(r) for r in rows]
+
+    def groups(self) -> list[tuple[StoredTask, list[Slot]]]:
+        """The running coordinated tasks with their slots (slot order)."""
+        with self._tx(write=False) as cur:
+            parents = [_task(r) for r in cur.query(
+                f"SELECT {_COLUMNS} FROM tasks WHERE state = ? AND robots > 1 ORDER BY seq", (RUNNING,))]
+            return [(p, _slots(cur, p.id)) for p in parents]
+
+    def start_group(self, task_id: str, robot_ids: Sequence[str], manager_id: str,
+                    now: float) -> GroupChange | None:
+        """Claim robots (one per slot, in slot order) for a pending coordinated task and assign them the
+        first phase's steps; None when the task is no longer pending or a robot was taken meanwhile."""
+        try:
+            with self._tx() as cur:
+                parent = self._lock_task(cur, task_id)
+                if (parent is None or parent.state != PENDING or parent.robots != len(robot_ids)
+                        or len(set(robot_ids)) != len(robot_ids) or set(robot_ids) & _busy_robots(cur)):
+                    return None
+                phases = sequence_from_json(parent.parameters["action_sequence"])
+                slots = [Slot(i, r, 0, SLOT_RUNNING) for i, r in enumerate(robot_ids)]
+                cur.run_many("INSERT INTO coordination (task_id, slot, robot_id, phase, state) VALUES (?, ?, ?, ?, ?)",
+                             [(task_id, s.slot, s.robot_id, s.phase, s.state) for s in slots])
+                steps = [self._new_step(cur, parent, s, phases, manager_id, now) for s in slots]
+                cur.run("UPDATE tasks SET state = ?, robot_id = ?, assignment_time = ?, updated_time = ?, "
+                        "attempts = attempts + 1 WHERE id = ?", (RUNNING, robots_label(slots), now, now, task_id))
+                _event(cur, task_id, now, "started", robots_label(slots), f"phase 0 of {len(phases)} by {manager_id}")
+                return self._change(parent, slots, phases, STARTED, "", assigned=steps)
+        except _lost_race_errors():
+            return None
+
+    def fill_slot(self, task_id: str, slot_no: int, robot_id: str, manager_id: str,
+                  now: float) -> GroupChange | None:
+        """A replacement robot takes a vacant slot and runs that slot's step of the current phase."""
+        try:
+            with self._tx() as cur:
+                parent = self._lock_task(cur, task_id)
+                if parent is None or parent.state != RUNNING or robot_id in _busy_robots(cur):
+                    return None
+                slots = _slots(cur, task_id)
+                slot = next((s for s in slots if s.slot == slot_no and s.state == SLOT_VACANT), None)
+                if slot is None:
+                    return None
+                phases = sequence_from_json(parent.parameters["action_sequence"])
+                slot.robot_id, slot.vacant_since = robot_id, None
+                step = self._new_step(cur, parent, slot, phases, manager_id, now)
+                self._save_slot(cur, task_id, slot)
+                self._relabel(cur, parent, slots, now)
+                reason = f"{robot_id} replaces slot {slot_no} in phase {slot.phase}"
+                _event(cur, task_id, now, RESUMED, robot_id, reason)
+                return self._change(parent, slots, phases, RESUMED, reason, assigned=[step])
+        except _lost_race_errors():
+            return None
+
+    def vacate(self, task_id: str, slot_no: int, reason: str, now: float) -> GroupChange | None:
+        """The robot of a slot is lost (silent, in error, charging) while it waits at the barrier or runs
+        its step: the slot waits for a replacement, which does the slot's step of the current phase."""
+        with self._tx() as cur:
+            parent = self._lock_task(cur, task_id)
+            if parent is None or parent.state != RUNNING:
+                return None
+            slots = _slots(cur, task_id)
+            slot = next((s for s in slots if s.slot == slot_no and s.state != SLOT_VACANT), None)
+            if slot is None:
+                return None
+            cancelled = []
+            if slot.step_id:
+                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND state IN (?, ?)",
+                                 (slot.step_id, *ACTIVE_STATES))
+                for step in map(_task, rows):
+                    self._end_attempt(cur, step, CANCELLED, "lost", reason, now, step.failures, step.reasons)
+                    cancelled.append(step)
+            change = self._vacate(cur, parent, slots, slot, reason, now)
+            change.cancelled.extend(cancelled)
+            return change
+
+    def fail_group(self, task_id: str, reason: str, now: float) -> GroupChange | None:
+        """End a running coordinated task as failed (its running steps cancelled)."""
+        with self._tx() as cur:
+            parent = self._lock_task(cur, task_id)
+            if parent is None or parent.state != RUNNING or parent.robots < 2:
+                return None
+            return self._end_group(cur, parent, FAILED, reason, now)
+
+    def _lock_task(self, cur: _Cursor, task_id: str) -> StoredTask | None:
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?{lock}", (task_id,))
+        return _task(rows[0]) if rows else None
+
+    def _step_ended(self, cur: _Cursor, step: StoredTask, outcome: str, reason: str, now: float,
+                    max_retries: int, manager_id: str) -> GroupChange | None:
+        """A step ended on its robot (succeeded, failed, cancelled = handed back, lost): end it, then move
+        its group: the barrier, a retry on the same robot, or the slot vacant."""
+        parent = self._lock_task(cur, step.parent_id)
+        state = {SUCCEEDED: SUCCEEDED, FAILED: FAILED}.get(outcome, CANCELLED)
+        self._end_attempt(cur, step, state, outcome, reason, now, step.failures + (outcome == FAILED),
+                          [*step.reasons, f"{step.robot_id}: {reason or outcome}"] if outcome != SUCCEEDED
+                          else step.reasons)
+        if parent is None or parent.state != RUNNING:
+            return None
+        slots = _slots(cur, parent.id)
+        slot = next((s for s in slots if s.step_id == step.id), None)
+        if slot is None:
+            return None
+        phases = sequence_from_json(parent.parameters["action_sequence"])
+        if outcome == SUCCEEDED:
+            slot.state, slot.step_id = SLOT_DONE, ""
+            self._save_slot(cur, parent.id, slot)
+            _event(cur, parent.id, now, f"phase {slot.phase} step done", slot.robot_id, f"slot {slot.slot}")
+            verdict = barrier(slots, len(phases))
+            if verdict == "complete":
+                return self._end_group(cur, parent, SUCCEEDED, f"all {len(phases)} phases done", now)
+            if verdict != "release":
+                return None
+            steps = []
+            for s in slots:
+                s.phase += 1
+                steps.append(self._new_step(cur, parent, s, phases, manager_id, now))
+            _event(cur, parent.id, now, f"phase {slot.phase}", robots_label(slots), "barrier released")
+            return self._change(parent, slots, phases, PHASE, "every robot finished the previous phase",
+                                assigned=steps)
+        if outcome == FAILED:
+            failures = parent.failures + 1
+            reasons = [*parent.reasons, f"{step.robot_id} phase {slot.phase}: {reason or 'failed'}"]
+            cur.run("UPDATE tasks SET failures = ?, reasons_json = ?, updated_time = ? WHERE id = ?",
+                    (failures, json.dumps(reasons), now, parent.id))
+            parent.failures, parent.reasons_json = failures, json.dumps(reasons)
+            if failures > max_retries:
+                return self._end_group(cur, parent, FAILED, "; ".join(reasons), now)
+            retry = self._new_step(cur, parent, slot, phases, manager_id, now)
+            return self._change(parent, slots, phases, RETRY, f"{step.robot_id}: {reason or 'failed'}",
+                                assigned=[retry])
+        return self._vacate(cur, parent, slots, slot, f"{step.robot_id}: {reason or outcome}", now)
+
+    def _vacate(self, cur: _Cursor, parent: StoredTask, slots: list[Slot], slot: Slot, reason: str,
+                now: float) -> GroupChange:
+        phases = sequence_from_json(parent.parameters["action_sequence"])
+        lost = slot.robot_id
+        slot.robot_id, slot.state, slot.step_id, slot.vacant_since = "", SLOT_VACANT, "", now
+        self._save_slot(cur, parent.id, slot)
+        reasons = [*parent.reasons, f"slot {slot.slot} lost {lost} in phase {slot.phase}: {reason}"]
+        cur.run("UPDATE tasks SET reasons_json = ? WHERE id = ?", (json.dumps(reasons), parent.id))
+        parent.reasons_json = json.dumps(reasons)
+        if all(s.state == SLOT_VACANT for s in slots):
+            return self._end_group(cur, parent, FAILED, "every robot lost: " + "; ".join(reasons), now)
+        self._relabel(cur, parent, slots, now)
+        _event(cur, parent.id, now, PAUSED, lost, reason)
+        return self._change(parent, slots, phases, PAUSED, f"{lost} lost in phase {slot.phase}: {reason}")
+
+    def _end_group(self, cur: _Cursor, parent: StoredTask, state: str, reason: str, now: float) -> GroupChange:
+        """The coordinated task ends (succeeded, failed, cancelled): its running steps are cancelled and
+        its robots let go."""
+        slots = _slots(cur, parent.id)
+        phases = sequence_from_json(parent.parameters["action_sequence"])
+        steps = [_task(r) for r in cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE parent_id = ? AND state IN (?, ?)",
+                                             (parent.id, *ACTIVE_STATES))]
+        for step in steps:
+            self._end_attempt(cur, step, CANCELLED, CANCELLED, f"coordinated task {state}: {reason}", now,
+                              step.failures, step.reasons)
+        cur.run("DELETE FROM coordination WHERE task_id = ?", (parent.id,))
+        reasons = parent.reasons if state == SUCCEEDED else [*parent.reasons, f"{state}: {reason}"]
+        cur.run("UPDATE tasks SET state = ?, updated_time = ?, reasons_json = ? WHERE id = ?",
+                (state, now, json.dumps(reasons), parent.id))
+        _event(cur, parent.id, now, state, parent.robot_id, reason)
+        return self._change(parent, slots, phases, state, reason, cancelled=steps)
+
+    def _new_step(self, cur: _Cursor, parent: StoredTask, slot: Slot, phases: list[list[Step]], manager_id: str,
+                  now: float) -> StoredTask:
+        """The task that runs one slot's step of its phase, assigned to the slot's robot at once."""
+        step = phases[slot.phase][slot.slot]
+        step_id = str(uuid.uuid4())
+        params = json.dumps({"coordination": {"task": parent.id, "phase": slot.phase, "phases": len(phases),
+                                              "slot": slot.slot}})
+        x, y = step.location if step.location is not None else (None, None)
+        cur.run("INSERT INTO tasks (id, description, priority, requested_robot, parameters_json, state, robot_id, "
+                "created_time, updated_time, assignment_time, attempts, x, y, capabilities, robots, parent_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 1, ?)",
+                (step_id, step.description, parent.priority, slot.robot_id, params, ASSIGNED, slot.robot_id, now, now,
+                 now, x, y, ",".join(parent.capabilities), parent.id))
+        cur.run("INSERT INTO attempts (task_id, attempt, robot_id, manager_id, assigned_time) VALUES (?, 1, ?, ?, ?)",
+                (step_id, slot.robot_id, manager_id, now))
+        _event(cur, step_id, now, "assigned", slot.robot_id, f"phase {slot.phase} slot {slot.slot} of {parent.id}")
+        slot.step_id, slot.state = step_id, SLOT_RUNNING
+        self._save_slot(cur, parent.id, slot)
+        return _task(cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (step_id,))[0])
+
+    def _save_slot(self, cur: _Cursor, task_id: str, slot: Slot) -> None:
+        cur.run("UPDATE coordination SET robot_id = ?, phase = ?, state = ?, step_id = ?, vacant_since = ? "
+                "WHERE task_id = ? AND slot = ?",
+                (slot.robot_id, slot.phase, slot.state, slot.step_id, slot.vacant_since, task_id, slot.slot))
+
+    def _relabel(self, cur: _Cursor, parent: StoredTask, slots: list[Slot], now: float) -> None:
+        parent.robot_id = robots_label(slots)
+        cur.run("UPDATE tasks SET robot_id = ?, updated_time = ? WHERE id = ?", (parent.robot_id, now, parent.id))
+
+    @staticmethod
+    def _change(parent: StoredTask, slots: list[Slot], phases: list[list[Step]], event: str, reason: str,
+                assigned: Sequence[StoredTask] = (), cancelled: Sequence[StoredTask] = ()) -> GroupChange:
+        ordered = sorted(slots, key=lambda s: s.slot)
+        return GroupChange(parent.id, event, max((s.phase for s in ordered), default=0),
+                           [s.robot_id for s in ordered] or parent.robot_id.split(","), phases, reason,
+                           parent.description, parent.priority, list(assigned), list(cancelled))
 
 
 class _Cursor:
@@ -358,6 +649,10 @@ class _Cursor:
     def execute(self, sql: str) -> None:
         self._cur.execute(sql)
 
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         self.run(sql, args)
         return self._cur.fetchall()
@@ -367,6 +662,24 @@ class _Cursor:
         return self._cur.rowcount
 
 
+def _busy_robots(cur: _Cursor) -> set[str]:
+    """Robots with an active task, and robots held by a running coordinated task (also between phases)."""
+    return {r[0] for r in cur.query("SELECT robot_id FROM tasks WHERE state IN (?, ?) UNION "
+                                    "SELECT robot_id FROM coordination WHERE robot_id <> ''", ACTIVE_STATES)}
+
+
+def _slots(cur: _Cursor, task_id: str) -> list[Slot]:
+    return [Slot(int(slot), robot, int(phase), state, step, vacant)
+            for slot, robot, phase, state, step, vacant in cur.query(
+                "SELECT slot, robot_id, phase, state, step_id, vacant_since FROM coordination WHERE task_id = ? "
+                "ORDER BY slot", (task_id,))]
+
+
+def _note(changes: list[GroupChange] | None, change: GroupChange | None) -> None:
+    if changes is not None and change is not None:
+        changes.append(change)
+
+
 def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, detail: str) -> None:
     cur.run("INSERT INTO history (task_id, time, event, robot_id, detail) VALUES (?, ?, ?, ?, ?)",
             (task_id, now, event, robot_id, detail))
@@ -374,10 +687,11 @@ def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, de
 
 def _task(row: Sequence[Any]) -> StoredTask:
     (task_id, description, priority, requested, params, state, robot_id, created, updated, assigned, attempts,
-     failures, reasons, seq, x, y, caps) = row
+     failures, reasons, seq, x, y, caps, robots, parent_id) = row
     return StoredTask(task_id, description, int(priority), requested, params, state, robot_id,
                       float(created), float(updated), float(assigned), int(attempts), int(failures),
-                      reasons, int(seq), x, y, tuple(c for c in caps.split(",") if c) if caps else ())
+                      reasons, int(seq), x, y, tuple(c for c in caps.split(",") if c) if caps else (),
+                      int(robots), parent_id)
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:

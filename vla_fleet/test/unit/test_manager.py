@@ -215,7 +215,8 @@ def test_cancel_pending_and_active(db_url, clock):
     (("go", 0, "", '{"location": [1]}'), "location"),
     (("go", 0, "", '{"place": "moon"}'), "unknown place"),
     (("go", 0, "", '{"capabilities": "camera"}'), "capabilities"),
-    (("go", 0, "", '{"robots": 2}'), "coordinated"),
+    (("go", 0, "", '{"robots": 0}'), "'robots' must be an integer"),
+    (("go", 0, "", '{"robots": 2, "action_sequence": [["go"]]}'), "2 steps"),
 ])
 def test_bad_submissions_rejected_with_the_field(db_url, clock, args, words):
     mgr = make(db_url, clock)

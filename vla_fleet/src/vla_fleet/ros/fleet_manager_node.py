@@ -1,5 +1,5 @@
 """fleet_manager_node: FleetManager behind /fleet_manager/{submit_task,cancel_task,list_tasks}, the JSON
-submit topic, /robot_status and /task_feedback in, /task_assignment out.
+submit topic, /robot_status and /task_feedback in, /task_assignment and /vla_coordination out.
 
 Rounds run on a ROS timer (the simulator's /clock drives them); every callback takes the one lock
 around the core and goes through counted_callback, so bad input is counted and dropped.
@@ -14,6 +14,7 @@ import time
 import rospy
 from std_msgs.msg import String
 
+from vla_fleet.coordination import GroupChange, coordination_fields
 from vla_fleet.manager import (
     FleetManager,
     FleetManagerConfig,
@@ -55,6 +56,7 @@ class FleetManagerNode:
         self.last_error = ""
 
         self.assign_pub = rospy.Publisher(names.TASK_ASSIGNMENT, String, queue_size=100)
+        self.coordination_pub = rospy.Publisher(names.COORDINATION, String, queue_size=100)
         self.diag = Diagnostics(HARDWARE_ID)
         self.diag.task("fleet manager", self._diag_fleet)
         self.diag.bad_input(self.bad, (names.FLEET_SUBMIT_TASK, names.FLEET_CANCEL_TASK, names.FLEET_LIST_TASKS,
@@ -85,10 +87,12 @@ class FleetManagerNode:
     def _on_cancel(self, req) -> CancelTaskResponse:
         with self.lock:
             was, message = self.core.cancel(req.task_id)
+            changes = self.core.take_changes()
+        self._publish_changes(changes)
         if was is None:
             self.bad.reject(names.FLEET_CANCEL_TASK, message)
             return CancelTaskResponse(success=False, message=message)
-        if was.state in ACTIVE_STATES:
+        if was.state in ACTIVE_STATES and was.robots == 1:
             self._send(was, "cancelled")
         return CancelTaskResponse(success=was.state in (PENDING, *ACTIVE_STATES), message=message)
 
@@ -114,6 +118,8 @@ class FleetManagerNode:
         doc = json_forms.ROBOT_STATUS.parse(msg.data)
         with self.lock:
             stale = self.core.on_robot_status(doc, rospy.get_time())
+            changes = self.core.take_changes()
+        self._publish_changes(changes)
         for task_id in stale:
             # the robot runs a task that is no longer its own: tell it to stop
             task = self.core.store.get(task_id)
@@ -127,6 +133,8 @@ class FleetManagerNode:
         doc = json_forms.TASK_FEEDBACK.parse(msg.data)
         with self.lock:
             self.core.on_feedback(doc, rospy.get_time())
+            changes = self.core.take_changes()
+        self._publish_changes(changes)
 
     @counted_callback(names.SIM_STATE, _BAD_INPUT)
     def _on_sim_state(self, msg: String) -> None:
@@ -141,6 +149,7 @@ class FleetManagerNode:
             with self.lock:
                 result: RoundResult = self.core.tick(rospy.get_time())
             self.last_round_ms = (time.perf_counter() - start) * 1e3
+            self._publish_changes(result.groups)
             for task in (*result.assigned, *result.resend):
                 self._send(task)
             self.last_error = ""
@@ -150,6 +159,17 @@ class FleetManagerNode:
         except Exception as exc:  # an exception would end rospy's timer thread: log it, try next round
             self.last_error = f"{type(exc).__name__}: {exc}"
             rospy.logerr_throttle(5.0, "fleet_manager_node: round failed", exc_info=True)
+
+    def _publish_changes(self, changes: list[GroupChange]) -> None:
+        """A coordinated task's change: /vla_coordination first, then its steps to their robots."""
+        for change in changes:
+            now = rospy.get_time()
+            self.coordination_pub.publish(String(data=json_forms.COORDINATION.build(
+                timestamp=now, coordination_time=now, **coordination_fields(change))))
+            for step in change.cancelled:
+                self._send(step, "cancelled")
+            for step in change.assigned:
+                self._send(step)
 
     def _send(self, task: StoredTask, state: str = "", robot_id: str = "") -> None:
         self._publish(robot_id or task.robot_id, task_document(task, state), task.assignment_time)
