@@ -20,6 +20,7 @@ class Chunk:
     generation: int            # task/model generation it was computed for
     preprocess_ms: float = 0.0 # frame decode + resize + normalise on the worker
     input_size: int = 0        # values the model took (image or vision features, plus language)
+    source: str = "edge"       # where it was computed: edge or cloud (vla_edge.modes.SOURCE_*)
 
     @property
     def end_step(self) -> int:

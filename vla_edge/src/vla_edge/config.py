@@ -39,12 +39,27 @@ class InferenceConfig:
     stats_window: float = param(5.0, lo=0.1, hi=600.0, help="window of the rolling statistics [s]")
     stats_rate: float = param(1.0, lo=0.01, hi=50.0, help="rate of stats, vla_performance and diagnostics [Hz]")
     frame_id: str = param("base_link", help="frame_id of vla/action headers")
+    cloud_url: str = param("", help="cloud policy server (http:// or https://); empty: cloud and hybrid refused")
+    cloud_token_file: str = param("", help="file holding the server's bearer token; empty: no token")
+    cloud_ca_file: str = param("", help="CA bundle for an https server with a private CA; empty: system CAs")
+    cloud_timeout: float = param(0.04, lo=0.001, hi=1.0, help="deadline of one cloud request [s], capped per mode")
+    cloud_connect_timeout: float = param(0.2, lo=0.001, hi=10.0, help="TCP/TLS connect timeout [s]")
+    cloud_read_timeout: float = param(1.0, lo=0.001, hi=30.0, help="longest a request thread waits for bytes [s]")
+    cloud_failure_threshold: int = param(3, lo=1, hi=100, help="failures in a row that open the breaker")
+    cloud_retry_interval: float = param(0.5, lo=0.01, hi=60.0, help="first /health probe after the breaker opens [s]")
+    cloud_retry_max: float = param(5.0, lo=0.01, hi=600.0, help="probe interval doubles up to this [s]")
+    jpeg_quality: int = param(90, lo=1, hi=100, help="JPEG quality of frames sent to the cloud")
 
     def check(self) -> None:
         """Relations between fields that a per-field range cannot say."""
         if self.stats_window < 1.0 / self.stats_rate:
             raise ConfigError(f"~stats_window must be at least one stats period (1/~stats_rate = "
                               f"{1.0 / self.stats_rate:g} s), got {self.stats_window:g}")
+        if self.cloud_retry_max < self.cloud_retry_interval:
+            raise ConfigError(f"~cloud_retry_max must be at least ~cloud_retry_interval "
+                              f"({self.cloud_retry_interval:g} s), got {self.cloud_retry_max:g}")
+        if self.cloud_url and not self.cloud_url.startswith(("http://", "https://")):
+            raise ConfigError(f"~cloud_url must start with http:// or https://, got {self.cloud_url!r}")
 
     @property
     def period_s(self) -> float:
@@ -55,6 +70,11 @@ class InferenceConfig:
         """The longest a control step may block on the model: inference_timeout, capped at 0.8 of a period
         so that a step never runs into the next one."""
         return min(self.inference_timeout, 0.8 * self.period_s)
+
+    def cloud_deadline_s(self, hybrid: bool) -> float:
+        """How long a chunk request waits for the cloud: cloud_timeout, capped at the step's wait; in hybrid
+        mode at half of it, so that the edge model still answers within the same control period."""
+        return min(self.cloud_timeout, (0.5 if hybrid else 1.0) * self.step_wait_s)
 
     @property
     def prefetch_lead_s(self) -> float:

@@ -7,6 +7,10 @@ model too slow for its chunk) waits, and never longer than `inference_timeout`.
 
 Every time and every wait is on the injected clock (ROS time in the node), so a simulator's /clock
 drives the loop; compute durations (inference_ms, overhead) are measured on the CPU's own counter.
+
+Where a chunk is computed follows the mode in force when it is requested (vla_edge.modes): the worker
+asks the cloud policy first in cloud and hybrid modes; in hybrid a failed or late cloud answer is
+replaced by the edge model's on the same request, in cloud mode it stops the robot.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 
 from vla_edge.chunking import ActionQueue, Chunk, StepAction
 from vla_edge.clock import Clock, MonotonicClock
+from vla_edge.cloud_client import CloudError
 from vla_edge.config import InferenceConfig
 from vla_edge.encoders import EncodingError, ImagePreprocessor, TextEncoder, vision_features
+from vla_edge.modes import CLOUD, EDGE, HYBRID, SOURCE_CLOUD, SOURCE_EDGE, ModeSwitch
 from vla_edge.policy import BasePolicy, NonFiniteActionError, PolicyLoadError, finite_and_clamped
 from vla_edge.spec import FORM_FEATURES, PolicySpec
 from vla_edge.stats import RollingWindow, summary
@@ -48,6 +55,7 @@ class ErrorType(StrEnum):
     BAD_FRAME = "bad_frame"                  # a frame that failed to decode on the worker
     NON_FINITE_OUTPUT = "non_finite_output"  # the model returned NaN or inf: the chunk is dropped
     INFERENCE_FAILED = "inference_failed"    # the forward pass raised
+    CLOUD_LOST = "cloud_lost"                # cloud mode: the server failed, the robot is stopped
 
 
 class UnstampedFrameError(ValueError):
@@ -73,11 +81,33 @@ class Runtime:
     preprocess: ImagePreprocessor
     encoder: TextEncoder
     path: str = ""
+    cloud: BasePolicy | None = None  # the cloud policy under this policy's limits (cloud_client.CloudPolicy)
 
     @classmethod
-    def build(cls, policy: BasePolicy, encoder: TextEncoder) -> Runtime:
+    def build(cls, policy: BasePolicy, encoder: TextEncoder, cloud: CloudPolicyLike | None = None) -> Runtime:
         return cls(policy=finite_and_clamped(policy), spec=policy.spec, preprocess=ImagePreprocessor(policy.spec),
-                   encoder=encoder, path=str(getattr(policy, "path", "")))
+                   encoder=encoder, path=str(getattr(policy, "path", "")),
+                   cloud=finite_and_clamped(cloud.for_spec(policy.spec)) if cloud is not None else None)
+
+
+class CloudPolicyLike(BasePolicy, Protocol):
+    """The cloud policy (cloud_client.CloudPolicy) as the controller sees it: a BasePolicy per policy spec."""
+
+    def for_spec(self, spec: PolicySpec) -> BasePolicy: ...
+
+
+@dataclass(frozen=True)
+class CloudReport:
+    """One cloud request's outcome (a cloud_vla_result message): the answer or the error."""
+    ok: bool
+    actions: np.ndarray | None   # the chunk as the server gave it (None on error)
+    model_version: str | None
+    latency_ms: float            # request start -> answer or error, on the CPU's counter
+    server_inference_ms: float = math.nan
+    error: str = ""
+    error_type: str = ""
+    mode: str = ""
+    served_by: str = ""          # who computed the chunk for this request: cloud, edge (fallback) or none
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,11 @@ class Counters:
     stale_frames: int = 0
     starved_steps: int = 0       # steps that found no chunk in time: nothing published
     skipped_steps: int = 0       # due steps not run at all because the previous step still ran
+    edge_actions: int = 0        # published actions whose chunk the edge model computed
+    cloud_actions: int = 0       # ... and the cloud server
+    cloud_requests: int = 0      # chunk requests that asked the cloud (sent or refused by the breaker)
+    cloud_errors: int = 0        # of those, the ones without a usable cloud chunk (error, timeout, breaker open)
+    cloud_fallbacks: int = 0     # hybrid: cloud errors served by the edge model on the same request
 
 
 @dataclass(frozen=True)
@@ -156,14 +191,23 @@ def _no_inference(record: InferenceRecord) -> None:
     pass
 
 
+def _no_cloud(report: CloudReport) -> None:
+    pass
+
+
 class InferenceController:
-    """`on_error(type, message, context)` and `on_inference(record)` report to the node; they must not raise.
-    `on_inference` runs on the worker thread, off the control step's path."""
+    """`on_error(type, message, context)`, `on_inference(record)` and `on_cloud(report)` report to the node;
+    they must not raise. `on_inference` and `on_cloud` run on the worker thread, off the control step's path.
+    `modes` says where chunks are computed (edge only without it)."""
 
     def __init__(self, config: InferenceConfig, runtime: Runtime, *, clock: Clock | None = None,
                  on_error: Callable[[ErrorType, str, dict], None] = _no_error,
-                 on_inference: Callable[[InferenceRecord], None] = _no_inference):
+                 on_inference: Callable[[InferenceRecord], None] = _no_inference,
+                 modes: ModeSwitch | None = None, on_cloud: Callable[[CloudReport], None] = _no_cloud):
         self.config = config
+        self.modes = modes or ModeSwitch()
+        self._on_cloud = on_cloud
+        self._cloud_down = False  # cloud mode: the server failed and the robot was stopped
         self.counters = Counters()
         self._rt = runtime
         self._staged: Runtime | None = None
@@ -294,6 +338,9 @@ class InferenceController:
                 self._submit(frame, task, n)
             waited_ms += self._collect(deadline - self._clock.now())
             with self._lock:
+                if self._stop_pending:  # cloud mode lost its server in this step: halt now
+                    self._stop_pending = False
+                    return StepResult(StepOutcome.STOP)
                 act = self._queue.action_at(n)
         if act is None:
             with self._lock:
@@ -315,6 +362,10 @@ class InferenceController:
         now = self._clock.now()
         with self._lock:
             self.counters.action_count += 1
+            if result.action is not None and result.action.chunk.source == SOURCE_CLOUD:
+                self.counters.cloud_actions += 1
+            else:
+                self.counters.edge_actions += 1
             task = self._task
             if task is not None and task.description == result.task:
                 self._task_unserved = False
@@ -437,6 +488,9 @@ class InferenceController:
             chunk: Chunk = future.result()
         except (_CancelledError, cf.CancelledError):
             return waited_ms
+        except CloudError:  # cloud mode only (hybrid fell back on the worker); already counted and reported
+            self._cloud_lost()
+            return waited_ms
         except EncodingError as exc:
             with self._lock:
                 self.counters.dropped_frames += 1
@@ -454,18 +508,41 @@ class InferenceController:
                            {"model_version": self._rt.spec.version})
             return waited_ms
         now = self._clock.now()
-        self._inference_ms.add(now, chunk.inference_ms)
+        if math.isfinite(chunk.inference_ms):
+            self._inference_ms.add(now, chunk.inference_ms)
         self._preprocess_ms.add(now, chunk.preprocess_ms)
         with self._lock:
+            if chunk.source == SOURCE_CLOUD:
+                self._cloud_down = False
             if chunk.generation == self._generation:
                 self._queue.add(chunk)
         return waited_ms
 
-    @staticmethod
-    def _infer(rt: Runtime, frame: Frame, task: Task, lidar: np.ndarray | None, start_step: int,
+    def _cloud_lost(self) -> None:
+        """Cloud mode without an answer: what is queued was planned on the server's old view; drop it and
+        publish one zero (the first time), then nothing until the server answers again."""
+        with self._lock:
+            first = not self._cloud_down
+            self._cloud_down = True
+            self._reset_locked()
+            if first and self._task is not None:
+                self._stop_pending = True
+        if first:
+            LOG.warning("cloud mode: the cloud server gave no chunk; the robot is stopped until it answers")
+            self._on_error(ErrorType.CLOUD_LOST, "cloud server gave no chunk: robot stopped",
+                           {"mode": CLOUD})
+
+    def _infer(self, rt: Runtime, frame: Frame, task: Task, lidar: np.ndarray | None, start_step: int,
                generation: int) -> Chunk:
         start = time.perf_counter()
         rgb = frame.decode()
+        mode = self.modes.mode
+        if mode != EDGE and rt.cloud is not None:
+            chunk = self._infer_cloud(rt, rgb, frame, task, start_step, generation, mode, start)
+            if chunk is not None:
+                return chunk
+        elif mode != EDGE:
+            raise CloudError(f"mode {mode} without a cloud client")  # ModeSwitch refuses this; never guess
         if rt.spec.form == FORM_FEATURES:
             obs = {"vision_features": vision_features(rgb, lidar), "language": task.language}
             vision = obs["vision_features"]
@@ -477,4 +554,35 @@ class InferenceController:
         return Chunk(actions=result["actions"], raw_actions=result["raw_actions"], start_step=start_step,
                      image_stamp_s=frame.stamp_s, model_version=rt.spec.version,
                      inference_ms=result["inference_ms"], generation=generation, preprocess_ms=preprocess_ms,
-                     input_size=int(vision.size + task.language.size))
+                     input_size=int(vision.size + task.language.size), source=SOURCE_EDGE)
+
+    def _infer_cloud(self, rt: Runtime, rgb: np.ndarray, frame: Frame, task: Task, start_step: int,
+                     generation: int, mode: str, start: float) -> Chunk | None:
+        """The cloud's chunk; None in hybrid mode when the edge model must serve this request; in cloud
+        mode a failure raises CloudError (the step publishes a stop)."""
+        with self._lock:
+            self.counters.cloud_requests += 1
+        obs = {"rgb": rgb, "instruction": task.description,
+               "deadline_s": self.config.cloud_deadline_s(hybrid=mode == HYBRID)}
+        sent = time.perf_counter()
+        try:
+            result = rt.cloud.infer(obs)
+        except (CloudError, NonFiniteActionError) as exc:
+            fallback = mode == HYBRID
+            with self._lock:
+                self.counters.cloud_errors += 1
+                self.counters.cloud_fallbacks += int(fallback)
+            kind = getattr(exc, "kind", "non_finite_output")
+            self._on_cloud(CloudReport(False, None, None, (time.perf_counter() - sent) * 1000.0, error=str(exc),
+                                       error_type=kind, mode=mode, served_by=SOURCE_EDGE if fallback else "none"))
+            if fallback:
+                return None
+            raise CloudError(str(exc)) from exc
+        server_ms = result["inference_ms"]
+        self._on_cloud(CloudReport(True, result["raw_actions"], result["model_version"], result["latency_ms"],
+                                   server_inference_ms=server_ms, mode=mode, served_by=SOURCE_CLOUD))
+        return Chunk(actions=result["actions"], raw_actions=result["raw_actions"], start_step=start_step,
+                     image_stamp_s=frame.stamp_s, model_version=result["model_version"] or rt.spec.version,
+                     inference_ms=server_ms if math.isfinite(server_ms) else result["latency_ms"],
+                     generation=generation, preprocess_ms=(sent - start) * 1000.0, input_size=int(rgb.size),
+                     source=SOURCE_CLOUD)

@@ -37,6 +37,8 @@ def stats_fields(snap: Snapshot, mode: str, dropped_frames: int, latency_ms: flo
         "image_age_ms": _known(snap.image_age_ms), "latency_ms": _known(latency_ms),
         "inference_count": c.inference_count, "action_count": c.action_count, "error_count": c.error_count,
         "dropped_frames": dropped_frames, "stale_frames": c.stale_frames,
+        "edge_action_count": c.edge_actions, "cloud_action_count": c.cloud_actions,
+        "cloud_error_count": c.cloud_errors, "cloud_fallback_count": c.cloud_fallbacks,
     }
 
 
@@ -56,6 +58,8 @@ def performance_fields(snap: Snapshot, mode: str, dropped_frames: int) -> dict:
         "action_count": c.action_count, "error_count": c.error_count, "dropped_frames": dropped_frames,
         "stale_frames": c.stale_frames, "starved_steps": c.starved_steps, "skipped_steps": c.skipped_steps,
         "mode": mode, "model_version": snap.model_version,
+        "edge_actions": c.edge_actions, "cloud_actions": c.cloud_actions, "cloud_requests": c.cloud_requests,
+        "cloud_errors": c.cloud_errors, "cloud_fallbacks": c.cloud_fallbacks,
     }
 
 

@@ -1,8 +1,9 @@
 """inference_node: the thin ROS shell around vla_edge.controller (names in vla_msgs.names and INTERFACES.md).
 
 Subscribes the camera (newest frame only), velodyne_points (when the policy asks for lidar) and
-task_command; publishes cmd_vel_vla, vla/action, vla/inference_stats, vla_performance, vla_logs and
-/diagnostics; serves ~set_mode (vla_msgs/SetMode) and ~load_model (std_srvs/Trigger: hot swap to
+task_command; publishes cmd_vel_vla, vla/action, vla/inference_stats, vla_performance, vla_logs,
+cloud_vla_result (every cloud answer or error, in cloud and hybrid modes) and /diagnostics; serves
+~set_mode (vla_msgs/SetMode) and ~load_model (std_srvs/Trigger: hot swap to
 the policy at ~model_path). Every time it keeps is ROS time, so a simulator's /clock drives it.
 """
 
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import rospy
@@ -25,8 +27,10 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
 
 from vla_edge.clock import PolledClock
+from vla_edge.cloud_client import CircuitBreaker, CloudClient, CloudPolicy
 from vla_edge.config import InferenceConfig
 from vla_edge.controller import (
+    CloudReport,
     ErrorType,
     Frame,
     InferenceController,
@@ -64,16 +68,20 @@ CAMERA_TOPICS = (names.CAMERA_IMAGE, names.CAMERA_IMAGE_COMPRESSED)
 
 
 class InferenceNode:
-    def __init__(self, config: InferenceConfig, runtime: Runtime, modes: ModeSwitch, logs: VlaLogs):
+    def __init__(self, config: InferenceConfig, runtime: Runtime, modes: ModeSwitch, logs: VlaLogs,
+                 clock: PolledClock, cloud: CloudPolicy | None = None):
         self.config = config
         self.modes = modes
         self.logs = logs
+        self.cloud = cloud
         self.bridge = CvBridge()
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.last_latency_ms = math.nan  # the last action's image arrival to publication; NaN before the first
-        clock = PolledClock(rospy.get_time, wall_time=rospy.rostime.is_wallclock())
-        self.controller = InferenceController(config, runtime, clock=clock,
-                                              on_error=self._on_error, on_inference=self._on_inference)
+        self.last_cloud: CloudReport | None = None
+        self.cloud_pub = rospy.Publisher(names.CLOUD_RESULT, String, queue_size=10)
+        self.controller = InferenceController(config, runtime, clock=clock, on_error=self._on_error,
+                                              on_inference=self._on_inference, modes=modes,
+                                              on_cloud=self._on_cloud)
         self.scheduler = StepScheduler(config.control_rate)
         self._step_lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -88,6 +96,8 @@ class InferenceNode:
         self.diagnostics = Diagnostics(config.robot_id, 1.0 / config.stats_rate)
         self.diagnostics.task("policy", self._diag_policy)
         self.diagnostics.task("control loop", self._diag_loop)
+        if cloud is not None:
+            self.diagnostics.task("cloud", self._diag_cloud)
         self.image_age = self.diagnostics.stamp_age("image age", config.max_image_age)
 
         if config.image_transport == "compressed":
@@ -100,7 +110,7 @@ class InferenceNode:
         # private services: names.INFERENCE_SET_MODE and names.INFERENCE_LOAD_MODEL as clients see them
         rospy.Service("~set_mode", SetMode, self._on_set_mode)
         rospy.Service("~load_model", Trigger, self._on_load_model)
-        rospy.on_shutdown(self.controller.shutdown)
+        rospy.on_shutdown(self._shutdown)
         # steps normally run on frame arrival (see vla_edge.schedule); this timer covers missing frames
         self.control_timer = rospy.Timer(rospy.Duration(0.5 / config.control_rate), self._on_tick)
         self.stats_timer = rospy.Timer(rospy.Duration(1.0 / config.stats_rate), self._on_stats)
@@ -191,7 +201,7 @@ class InferenceNode:
                                 context={"model_path": str(path), "running_version": current.spec.version})
                 return TriggerResponse(success=False, message=str(exc))
             self._subscribe_lidar(policy.spec)
-            self.controller.stage(Runtime.build(policy, encoder))
+            self.controller.stage(Runtime.build(policy, encoder, self.cloud))
             message = f"policy {policy.spec.name} {policy.spec.version} from {path} replaces the running one"
             LOG.info(message)
             return TriggerResponse(success=True, message=message)
@@ -255,7 +265,7 @@ class InferenceNode:
         msg.chunk_length = act.chunk.actions.shape[0]
         msg.task = result.task
         msg.model_version = act.chunk.model_version
-        msg.source = self.modes.mode
+        msg.source = act.chunk.source
         msg.inference_ms = act.chunk.inference_ms
         msg.latency_ms = self.last_latency_ms = (published - result.frame.received_perf_s) * 1000.0
         self.action_pub.publish(msg)
@@ -291,6 +301,43 @@ class InferenceNode:
             self.logs.entry(LogType.INFERENCE.value, input_size=record.input_size, output_action=record.output_action,
                             inference_time_ms=record.inference_ms, sequence_number=record.sequence_number)
 
+    def _on_cloud(self, report: CloudReport) -> None:
+        """Every cloud answer or error to cloud_vla_result (worker thread); errors to rosout throttled."""
+        self.last_cloud = report
+        fields = {"actions": report.actions.tolist() if report.actions is not None else None,
+                  "model_version": report.model_version,
+                  "latency_ms": round(report.latency_ms, 3) if math.isfinite(report.latency_ms) else None,
+                  "inference_ms": (round(report.server_inference_ms, 3) if math.isfinite(report.server_inference_ms)
+                                   else None),
+                  "mode": report.mode, "source": report.served_by,
+                  "breaker": self.cloud.breaker.state.value if self.cloud else None}
+        if not report.ok:
+            fields.update(error=report.error, error_type=report.error_type)
+            rospy.logwarn_throttle(ERROR_LOG_PERIOD_S * 5, f"cloud {report.error_type}: {report.error} "
+                                                           f"(served by: {report.served_by})")
+        with contextlib.suppress(rospy.ROSException):  # shutting down
+            self.cloud_pub.publish(String(data=json_forms.CLOUD_RESULT.build(timestamp=rospy.get_time(), **fields)))
+
+    def _shutdown(self) -> None:
+        self.controller.shutdown()
+        if self.cloud is not None:
+            self.cloud.close()
+
+    def _diag_cloud(self, stat: Status) -> Status:
+        c = self.controller.counters
+        breaker = self.cloud.breaker.state.value
+        uses = self.modes.uses_cloud
+        stat.summary(WARN if uses and breaker != "closed" else OK,
+                     f"{self.cloud.client.url} breaker {breaker}" + ("" if uses else " (not used in edge mode)"))
+        stat.add("url", self.cloud.client.url)
+        for key in ("cloud_requests", "cloud_errors", "cloud_fallbacks", "cloud_actions", "edge_actions"):
+            stat.add(key, getattr(c, key))
+        last = self.last_cloud
+        if last is not None:
+            stat.add("last latency_ms", f"{last.latency_ms:.1f}")
+            stat.add("last result", "ok" if last.ok else f"{last.error_type}: {last.error}")
+        return stat
+
     def _diag_policy(self, stat: Status) -> Status:
         spec = self.controller.runtime.spec
         c = self.controller.counters
@@ -316,6 +363,24 @@ class InferenceNode:
         return stat
 
 
+def make_cloud(config: InferenceConfig, clock: PolledClock) -> CloudPolicy:
+    """The cloud policy from ~cloud_*: token read from its file, breaker on ROS time."""
+    token = ""
+    if config.cloud_token_file:
+        try:
+            token = Path(config.cloud_token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"~cloud_token_file {config.cloud_token_file!r}: {exc.strerror}") from exc
+        if not token:
+            raise ValueError(f"~cloud_token_file {config.cloud_token_file!r} is empty")
+    client = CloudClient(config.cloud_url, token=token, ca_file=config.cloud_ca_file,
+                         connect_timeout_s=config.cloud_connect_timeout, read_timeout_s=config.cloud_read_timeout,
+                         jpeg_quality=config.jpeg_quality)
+    breaker = CircuitBreaker(config.cloud_failure_threshold, config.cloud_retry_interval, config.cloud_retry_max,
+                             rospy.get_time)
+    return CloudPolicy(client, breaker, clock)
+
+
 def main() -> None:
     # Python hands the GIL over every 5 ms by default; the control step shares it with the worker and
     # rospy's receive threads, so a shorter interval bounds how long a tick waits to run.
@@ -324,10 +389,12 @@ def main() -> None:
     config = load_config(InferenceConfig)
     logs = VlaLogs(names.INFERENCE_NODE, config.robot_id)
     bridge_logging(("vla_edge", "vla_monitoring"), logs)
+    clock = PolledClock(rospy.get_time, wall_time=rospy.rostime.is_wallclock())
     try:
-        modes = ModeSwitch(initial=config.mode)
-    except ValueError as exc:
-        rospy.logfatal(f"{rospy.get_name()}: invalid parameter: ~mode: {exc}")
+        modes = ModeSwitch.for_cloud(bool(config.cloud_url), initial=config.mode)
+        cloud = make_cloud(config, clock) if config.cloud_url else None
+    except (ValueError, OSError) as exc:
+        rospy.logfatal(f"{rospy.get_name()}: invalid parameter: {exc}")
         sys.exit(CONFIG_EXIT_CODE)
     try:
         threads = configure_threads(config.torch_threads)
@@ -336,7 +403,8 @@ def main() -> None:
     except (PolicyLoadError, ValueError, OSError) as exc:
         rospy.logfatal(f"inference_node refuses to start: {exc}")
         sys.exit(1)
-    InferenceNode(config, Runtime.build(policy, encoder), modes, logs)
-    LOG.info("inference_node ready: %s %s on %s (%d torch threads), %g Hz, mode %s", policy.spec.name,
-             policy.spec.version, policy.device, threads, config.control_rate, modes.mode)
+    InferenceNode(config, Runtime.build(policy, encoder, cloud), modes, logs, clock, cloud)
+    LOG.info("inference_node ready: %s %s on %s (%d torch threads), %g Hz, mode %s%s", policy.spec.name,
+             policy.spec.version, policy.device, threads, config.control_rate, modes.mode,
+             f", cloud {config.cloud_url}" if cloud else "")
     rospy.spin()
