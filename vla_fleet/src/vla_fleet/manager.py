@@ -77,6 +77,12 @@ class FleetManagerConfig:
     replace_timeout_s: float = param(30.0, lo=0.0, hi=86400.0,
                                      help="a coordinated task that lost a robot waits this long for a "
                                           "replacement, then fails [s]")
+    history_keep_days: float = param(30.0, lo=0.0, hi=36500.0,
+                                     help="task history events older than this are pruned; 0 = none by age [days]")
+    history_keep_rows: int = param(1_000_000, lo=0, hi=1_000_000_000,
+                                   help="at most this many task history events are kept (the newest); 0 = no cap")
+    prune_period_s: float = param(600.0, lo=1.0, hi=86400.0,
+                                  help="the history is pruned this often, at most 10,000 events per step [s]")
 
     def check(self) -> None:
         if self.min_priority > self.max_priority:
@@ -125,6 +131,7 @@ class FleetManager:
         self._active: dict[str, str] = {}   # task id -> robot, the active tasks as of the last round
         # coordinated tasks' changes not yet published (steps to send or stop, /vla_coordination)
         self._changes: list[GroupChange] = []
+        self._pruned_at: float | None = None
 
     # -- services -----------------------------------------------------------------------------
 
@@ -309,7 +316,20 @@ class FleetManager:
             for task in result.assigned:
                 self._active[task.id] = task.robot_id
                 _log.info("task %s assigned to %s", task.id, task.robot_id)
+        self._prune(now)
         return result
+
+    def _prune(self, now: float) -> None:
+        """Every `prune_period_s` one bounded step (sooner again while a step found more than it deletes)."""
+        if self._pruned_at is not None and now - self._pruned_at < self.cfg.prune_period_s:
+            return
+        keep_s = self.cfg.history_keep_days * 86400.0
+        batch = 10_000
+        deleted = self.store.prune_history(now - keep_s if keep_s > 0 else None, self.cfg.history_keep_rows, batch)
+        # a full batch means more to go: the next round prunes again instead of waiting a period
+        self._pruned_at = None if deleted >= batch else now
+        if deleted:
+            _log.info("history: %d old events pruned", deleted)
 
     def take_changes(self) -> list[GroupChange]:
         """The coordinated tasks' changes since the last call, in order: the node sends their steps

@@ -257,6 +257,31 @@ class TaskStore:
         with self._tx(write=False) as cur:
             return int(cur.query("SELECT COUNT(*) FROM tasks WHERE state = ?", (state,))[0][0])
 
+    def prune_history(self, before: float | None, keep_rows: int, batch: int = 10_000) -> int:
+        """Delete history events older than `before` (None: none by age) and all but the newest
+        `keep_rows` (0: no cap), at most `batch` of each in one short transaction (a long one would hold
+        the writer lock against the rounds). Returns how many went; `batch` of either means more remain."""
+        deleted = 0
+        with self._tx() as cur:
+            if before is not None:
+                cur.run("DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < ? ORDER BY time LIMIT ?)",
+                        (before, batch))
+                deleted += max(cur.rowcount, 0)
+            if keep_rows > 0:
+                # by id, not by count (a count reads every row): ids have gaps (rolled back rounds), so
+                # this keeps at most keep_rows events, a few fewer after gaps
+                newest = cur.query("SELECT MAX(id) FROM history")[0][0]
+                if newest is not None and int(newest) > keep_rows:
+                    cur.run("DELETE FROM history WHERE id IN "
+                            "(SELECT id FROM history WHERE id <= ? ORDER BY id LIMIT ?)",
+                            (int(newest) - keep_rows, batch))
+                    deleted += max(cur.rowcount, 0)
+        return deleted
+
+    def history_count(self) -> int:
+        with self._tx(write=False) as cur:
+            return int(cur.query("SELECT COUNT(*) FROM history")[0][0])
+
     # -- transitions --------------------------------------------------------------------------
 
     def submit(self, description: str, priority: int, now: float, *, requested_robot: str = "",
