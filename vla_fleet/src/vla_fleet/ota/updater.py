@@ -372,7 +372,7 @@ class Updater:
             pending = self.install(package, offer.version)
         except (UpdateError, DownloadError, PackageError, SignatureError, OSError) as exc:
             self._report(UpdateState.FAILED, offer.version, current, 0.0, str(exc))
-            self._tell_server(client, robot_id, offer.version, current, UpdateState.FAILED, str(exc))
+            self.tell_server(client, robot_id, offer.version, current, UpdateState.FAILED, str(exc))
             return f"failed: {exc}"
         return self.settle(pending, client, robot_id, reload, watch)
 
@@ -393,14 +393,14 @@ class Updater:
             except UpdateError as exc:
                 self._report(UpdateState.FAILED, pending.version, pending.previous, 0.0,
                              f"{why}; and cannot roll back: {exc}")
-            self._tell_server(client, robot_id, pending.version, pending.previous, UpdateState.ROLLED_BACK, why)
+            self.tell_server(client, robot_id, pending.version, pending.previous, UpdateState.ROLLED_BACK, why)
             return f"rolled back: {why}"
         self.confirm(pending)
         self._report(UpdateState.COMPLETED, pending.version, pending.previous, 1.0, why)
-        self._tell_server(client, robot_id, pending.version, pending.previous, UpdateState.COMPLETED, why)
+        self.tell_server(client, robot_id, pending.version, pending.previous, UpdateState.COMPLETED, why)
         return f"completed: {pending.version} ({why})"
 
-    def _tell_server(self, client: ServerClient | None, robot_id: str, version: str, previous: str,
+    def tell_server(self, client: ServerClient | None, robot_id: str, version: str, previous: str,
                      status: str, message: str) -> None:
         if client is None:
             return
