@@ -31,6 +31,7 @@ MIRRORS = {
     "robot_agent.yaml": ("vla_fleet.agent", "AgentConfig"),
     "fleet_manager.yaml": ("vla_fleet.manager", "FleetManagerConfig"),
     "scheduler.yaml": ("vla_fleet.scheduler", "SchedulerConfig"),
+    "ota_updater_node.yaml": ("vla_fleet.ota.config", "OtaUpdaterConfig"),
     "maintenance_node.yaml": ("vla_fleet.maintenance.config", "MaintenanceConfig"),
 }
 # config files that are not one node's parameters, each checked on its own
