@@ -113,6 +113,7 @@ class DynamicBatcher:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self.in_flight = 0  # items taken by the worker and not answered yet
         self._batch_s = 0.01  # running mean of a batch's duration, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
@@ -183,6 +184,7 @@ class DynamicBatcher:
             if not batch:
                 continue
             start = time.perf_counter()
+            self.in_flight = len(batch)
             try:
                 results = list(self.run_batch([p.item for p in batch]))
                 if len(results) != len(batch):
@@ -195,6 +197,7 @@ class DynamicBatcher:
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.last_batch_size = len(batch)
+            self.in_flight = 0
             for p, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     p.future.set_exception(result)

@@ -1,0 +1,139 @@
+"""The dynamic batcher and the adaptive cap, without a server: real threads, a batch function the
+test holds with an event, memory readings the test chooses."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from vla_edge.cloud.batching import AdaptiveCap, DeadlineExceededError, DynamicBatcher, OverloadedError
+from vla_msgs.waiting import wait_until
+
+WAIT_S = 20.0
+
+
+class HeldBatches:
+    """run_batch that records each batch and blocks while `hold` is clear."""
+
+    def __init__(self):
+        self.hold = threading.Event()
+        self.batches: list[list] = []
+        self.started = threading.Event()
+
+    def __call__(self, items: list) -> list:
+        self.batches.append(list(items))
+        self.started.set()
+        assert self.hold.wait(WAIT_S)
+        return [ValueError(f"bad {i}") if isinstance(i, str) else i * 10 for i in items]
+
+
+@pytest.fixture
+def held():
+    run = HeldBatches()
+    yield run
+    run.hold.set()
+
+
+def make(run, **kwargs) -> DynamicBatcher:
+    kwargs.setdefault("max_wait_s", 0.001)
+    return DynamicBatcher(run, **kwargs)
+
+
+def test_waiting_requests_go_in_one_batch_in_order(held):
+    batcher = make(held, max_batch_size=16)
+    first = batcher.submit(0, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "first batch running")
+    futures = [batcher.submit(i, WAIT_S) for i in range(1, 6)]
+    wait_until(lambda: batcher.depth == 5, WAIT_S, "five queued")
+    held.hold.set()
+    assert [f.result(WAIT_S) for f in [first, *futures]] == [0, 10, 20, 30, 40, 50]
+    assert held.batches == [[0], [1, 2, 3, 4, 5]]
+    batcher.close()
+
+
+def test_cap_splits_batches(held):
+    batcher = make(held, max_batch_size=4)
+    batcher.submit(-1, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "first batch running")
+    futures = [batcher.submit(i, WAIT_S) for i in range(10)]
+    held.hold.set()
+    assert [f.result(WAIT_S) for f in futures] == [i * 10 for i in range(10)]
+    assert [len(b) for b in held.batches] == [1, 4, 4, 2]
+    batcher.close()
+
+
+def test_full_queue_refuses_at_once_with_a_retry_hint(held):
+    batcher = make(held, max_batch_size=2, queue_limit=3)
+    batcher.submit(0, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "first batch running")
+    queued = [batcher.submit(i, WAIT_S) for i in range(1, 4)]
+    with pytest.raises(OverloadedError) as info:
+        batcher.submit(99, WAIT_S)
+    assert info.value.retry_after_s > 0
+    assert batcher.stats.rejected == 1
+    held.hold.set()
+    assert [f.result(WAIT_S) for f in queued] == [10, 20, 30]
+    assert all(99 not in b for b in held.batches)
+    batcher.close()
+
+
+def test_request_past_its_deadline_is_not_computed(held):
+    now = [0.0]
+    batcher = make(held, max_batch_size=8, max_wait_s=0.0, clock=lambda: now[0])
+    batcher.submit(0, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "first batch running")
+    late = batcher.submit(1, timeout_s=0.5)
+    on_time = batcher.submit(2, timeout_s=5.0)
+    now[0] = 1.0  # past the first one's deadline, within the second's
+    held.hold.set()
+    with pytest.raises(DeadlineExceededError, match="not computed"):
+        late.result(WAIT_S)
+    assert on_time.result(WAIT_S) == 20
+    assert held.batches == [[0], [2]]
+    assert batcher.stats.expired == 1
+    batcher.close()
+
+
+def test_one_bad_item_fails_alone_and_a_failed_batch_fails_its_items_only():
+    calls = []
+
+    def run(items):
+        calls.append(items)
+        if items == [None]:
+            raise RuntimeError("forward pass exploded")
+        return [ValueError("bad") if isinstance(i, str) else i for i in items]
+
+    batcher = DynamicBatcher(run, max_batch_size=1, max_wait_s=0.0)
+    assert batcher.submit(3, WAIT_S).result(WAIT_S) == 3
+    with pytest.raises(ValueError, match="bad"):
+        batcher.submit("x", WAIT_S).result(WAIT_S)
+    with pytest.raises(RuntimeError, match="exploded"):
+        batcher.submit(None, WAIT_S).result(WAIT_S)
+    assert batcher.submit(4, WAIT_S).result(WAIT_S) == 4  # the worker lives on
+    batcher.close()
+
+
+def test_adaptive_cap_halves_above_90_doubles_below_60(caplog):
+    readings = iter([0.5, 0.95, 0.95, 0.95, 0.95, 0.95, 0.7, 0.3, 0.3, 0.3, 0.3, 0.3])
+    cap = AdaptiveCap(16, lambda: next(readings), probe_interval_s=0.0)
+    with caplog.at_level(logging.WARNING, logger="vla_edge.cloud.batching"):
+        seen = [cap.update() for _ in range(12)]
+    assert seen == [16, 8, 4, 2, 1, 1, 1, 2, 4, 8, 16, 16]
+    assert cap.changes == 8
+    assert sum("batch cap" in r.getMessage() for r in caplog.records) == 8
+    assert cap.last_fraction == 0.3
+
+
+def test_batcher_takes_no_more_than_the_adaptive_cap(held):
+    cap = AdaptiveCap(8, lambda: 0.95, probe_interval_s=0.0)  # above 90 %: 8 -> 4 on the first batch
+    batcher = make(held, max_batch_size=8, cap=cap)
+    batcher.submit(-1, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "first batch running")
+    futures = [batcher.submit(i, WAIT_S) for i in range(8)]
+    held.hold.set()
+    [f.result(WAIT_S) for f in futures]
+    assert max(len(b) for b in held.batches[1:]) <= 2  # 4 then 2 as memory stays high
+    assert batcher.current_cap < 8
+    batcher.close()

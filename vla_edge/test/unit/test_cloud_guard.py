@@ -1,0 +1,126 @@
+"""The server's guards over real sockets: 401 without the token (nothing computed), a full queue
+answered 503 with Retry-After while the model is still busy, a request past its deadline not computed,
+TLS. A small test policy (hash encoder) keeps start-up short; a deliberately slow one holds the worker."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+import websockets.exceptions
+from cloud_support import running_server
+from openpi_client.websocket_client_policy import WebsocketClientPolicy
+
+from vla_edge.cloud.protocol import infer_request
+from vla_edge.cloud.runtime import ServedPolicy
+from vla_edge.testing import sidecar, write_policy
+from vla_msgs.waiting import wait_until
+
+TIMEOUT_S = 30.0
+TOKEN = "correct horse battery staple"
+
+
+class _SlowPolicy(torch.nn.Module):
+    """A real model whose forward pass takes long (chained matrix products), so the worker stays busy."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self.rounds = rounds
+
+    def forward(self, image: torch.Tensor, language: torch.Tensor) -> torch.Tensor:
+        x = torch.eye(384) + language[:1].t() @ language[:1]
+        for _ in range(self.rounds):
+            x = torch.tanh(x @ x) * 0.5
+        return torch.zeros(image.shape[0], 5, 6) + x.mean() * 0.0 + image.mean() * 0.0
+
+
+def slow_policy(directory: Path, rounds: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "slow_policy.pt"
+    torch.jit.save(torch.jit.script(_SlowPolicy(rounds)), str(path))
+    doc = sidecar(path, "image", 5)
+    doc["input"]["language"]["dim"] = 384
+    path.with_suffix(".json").write_text(json.dumps(doc))
+    return path
+
+
+def body(seed: int = 0) -> dict:
+    rgb = (np.random.default_rng(seed).random((64, 64, 3)) * 255).astype(np.uint8)
+    return infer_request(rgb, "go to the red cube", 1.0)
+
+
+@pytest.fixture(scope="module")
+def image_policy(tmp_path_factory) -> ServedPolicy:
+    return ServedPolicy.load(write_policy("image", tmp_path_factory.mktemp("image")), "cpu", warmup_runs=1)
+
+
+def test_token_required_on_http_and_websocket(image_policy):
+    with running_server(image_policy, token=TOKEN) as server:
+        computed = server.service.batcher.stats
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            reply = requests.post(server.http + "/infer", json=body(), headers=headers, timeout=TIMEOUT_S)
+            assert reply.status_code == 401, reply.text
+            assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+        assert requests.post(server.http + "/batch_infer", json={"requests": [body()]},
+                             timeout=TIMEOUT_S).status_code == 401
+        assert computed.items == 0
+        with pytest.raises(websockets.exceptions.InvalidStatus, match="401"):
+            WebsocketClientPolicy(server.ws_host, server.ws_port)
+        with pytest.raises(websockets.exceptions.InvalidStatus, match="401"):
+            WebsocketClientPolicy(server.ws_host, server.ws_port, api_key="wrong")
+        assert computed.items == 0
+        assert requests.get(server.http + "/health", timeout=TIMEOUT_S).status_code == 200
+        ok = requests.post(server.http + "/infer", json=body(), headers={"Authorization": f"Bearer {TOKEN}"},
+                           timeout=TIMEOUT_S)
+        assert ok.status_code == 200, ok.text
+        client = WebsocketClientPolicy(server.ws_host, server.ws_port, api_key=TOKEN)
+        rgb = np.zeros((64, 64, 3), np.uint8)
+        assert client.infer({"observation/image": rgb, "prompt": "go"})["actions"].shape == (5, 6)
+        metrics = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
+        assert 'vla_cloud_requests_total{outcome="unauthorized",transport="http"} 4.0' in metrics
+        assert 'vla_cloud_requests_total{outcome="unauthorized",transport="ws"} 2.0' in metrics
+
+
+def test_full_queue_gets_503_while_busy_and_late_request_is_not_computed(tmp_path):
+    served = ServedPolicy.load(slow_policy(tmp_path, rounds=120), "cpu", warmup_runs=1)
+    with running_server(served, max_batch_size=1, queue_limit=1, deadline_ms=50.0) as server:
+        stats = server.service.batcher.stats
+        url = server.http + "/infer"
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(requests.post, url, json=body(1), timeout=120)
+            wait_until(lambda: server.service.batcher.in_flight == 1, TIMEOUT_S, "first request in the model")
+            queued = pool.submit(requests.post, url, json=body(2), timeout=120)
+            wait_until(lambda: server.service.batcher.depth == 1, TIMEOUT_S, "second request queued")
+            refused = requests.post(url, json=body(3), timeout=TIMEOUT_S)
+            assert stats.batches == 0, "the model finished before the refusal: the 503 waited for it"
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "queue full" in refused.json()["error"]
+            assert busy.result().status_code == 200
+            late = queued.result()
+        assert late.status_code == 504, late.text
+        assert "not computed" in late.json()["error"]
+        assert stats.items == 1 and stats.expired == 1
+        text = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
+        assert 'vla_cloud_requests_total{outcome="overloaded",transport="http"} 1.0' in text
+        assert 'vla_cloud_requests_total{outcome="deadline",transport="http"} 1.0' in text
+
+
+def test_tls_when_given_a_certificate(image_policy, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+    with running_server(image_policy, certfile=str(cert), keyfile=str(key)) as server:
+        https = server.http.replace("http://", "https://")
+        assert requests.get(https + "/health", verify=str(cert), timeout=TIMEOUT_S).json()["status"] == "ok"
+        reply = requests.post(https + "/infer", json=body(), verify=str(cert), timeout=TIMEOUT_S)
+        assert reply.status_code == 200
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(server.http + "/health", timeout=TIMEOUT_S)  # plain HTTP is not served
