@@ -125,6 +125,9 @@ class RobotAgent:
         self.done_signal_at = -math.inf
         self.sim_reached_at = -math.inf
         self.error_reason = ""
+        # until the robot has once been free of faults (its health node and inputs up), a fault is start-up,
+        # not an error worth an ERROR line
+        self.ready = False
         self.last_task: Feedback | None = None
 
     # ---- inputs -------------------------------------------------------------------------------
@@ -254,12 +257,18 @@ class RobotAgent:
                 self.charging = False
                 LOG.info("%s: charged to %.1f %%: available", self.cfg.robot_id, self.battery)
                 out.commands.append(IDLE_COMMAND)
-        if fault != self.error_reason:
-            if fault:
+        # logged when the kind of fault changes, not its wording ("no odom for 5.1 s", "... 6.1 s")
+        if _fault_kind(fault) != _fault_kind(self.error_reason):
+            if fault and self.ready:
                 LOG.error("%s: error: %s", self.cfg.robot_id, fault)
-            else:
+            elif fault:
+                LOG.info("%s: not ready yet: %s", self.cfg.robot_id, fault)
+            elif self.ready:
                 LOG.info("%s: error cleared (%s)", self.cfg.robot_id, self.error_reason)
-            self.error_reason = fault
+        if not fault and not self.ready and self.status(now) is not None:
+            self.ready = True
+            LOG.info("%s: ready", self.cfg.robot_id)
+        self.error_reason = fault
         return out
 
     def status(self, now: float) -> Status | None:
@@ -327,3 +336,8 @@ class RobotAgent:
         out.feedback.append(self.last_task)
         log = LOG.info if state in (TaskState.SUCCEEDED, TaskState.CANCELLED) else LOG.warning
         log("%s: task %s %s: %s", self.cfg.robot_id, task.task_id, state.value, reason)
+
+
+def _fault_kind(fault: str) -> str:
+    """A fault without its changing numbers: what it is, for logging once per kind."""
+    return fault.split(" for ", 1)[0]

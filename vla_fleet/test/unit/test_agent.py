@@ -232,3 +232,29 @@ def test_estop_hand_back_through_the_manager_spends_no_retry(tmp_path):
     stored = mgr.store.get(task.id)
     assert (stored.state, stored.failures) == (PENDING, 0)
     assert "handed it back" in stored.reasons[-1] and "emergency stop" in stored.reasons[-1]
+
+
+def test_start_up_faults_are_not_errors_and_a_fault_is_logged_once(caplog):
+    """Until its health node is up the robot reports error (health critical): logged as start-up at INFO,
+    once; later faults are ERRORs, once per kind however their wording changes (no odom for 5.1 s, 6.1 s)."""
+    a = RobotAgent(build_config(AgentConfig, {"input_timeout_s": 2.0}))
+    caplog.set_level("INFO", logger="vla_fleet.agent")
+    a.note_position(0.0, 0.0, 0.0, 0.0)
+    a.note_battery(0.0, 0.9)
+    a.note_health({"overall_status": False, "level": "critical", "components": {"communication": False}})
+    for t in range(5):
+        a.note_position(float(t), 0.0, 0.0, 0.0)
+        a.note_battery(float(t), 0.9)
+        a.tick(float(t))
+        assert a.status(float(t)).status == RobotState.ERROR
+    assert [r.levelname for r in caplog.records] == ["INFO"] and "not ready yet" in caplog.text
+    a.note_health({"overall_status": True, "level": "healthy"})
+    a.tick(5.0)
+    assert a.status(5.0).status == RobotState.AVAILABLE
+    caplog.clear()
+    a.note_battery(20.0, 0.9)
+    for t in (8.0, 9.0, 10.0, 11.0):  # odom silent since 4 s: the wording changes every tick
+        a.note_battery(t, 0.9)
+        a.tick(t)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "no odom" in errors[0].getMessage()

@@ -251,3 +251,19 @@ def test_config_rules():
         build_config(FleetManagerConfig, {"min_priority": 10, "max_priority": 1})
     with pytest.raises(ConfigError, match="min_battery"):
         build_config(FleetManagerConfig, {"min_battery": 400.0})
+
+
+def test_robot_in_error_at_start_up_is_assigned_the_round_it_turns_available(db_url, clock, caplog):
+    """Robots report `error` until their health node is up: those rounds leave them out, quietly; the
+    first round after one reports `available` gives it the waiting task."""
+    mgr = make(db_url, clock)
+    task = mgr.submit("go to the red cube", 1)
+    caplog.set_level("INFO", logger="vla_fleet.manager")
+    for _ in range(5):
+        status(mgr, "r1", state="error", reason="health critical (communication)")
+        assert mgr.tick(clock.t).assigned == []
+        clock.t += 1.0
+    assert [r for r in caplog.records if r.levelno >= 30] == []
+    assert mgr.store.get(task.id).state == PENDING
+    status(mgr, "r1")
+    assert [(t.id, t.robot_id) for t in mgr.tick(clock.t).assigned] == [(task.id, "r1")]
