@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -47,6 +48,7 @@ class CloudService:
         self.auth = auth or TokenAuth()
         self.metadata = served.metadata()
         self.started = time.time()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (a Ray replica)
         probe = memory_fraction or memory_probe(getattr(served.policy, "device", torch.device("cpu")),
                                                 config.memory_limit_mb)
         self.cap = AdaptiveCap(config.max_batch_size, probe, high=config.cap_high, low=config.cap_low)
@@ -70,7 +72,8 @@ class CloudService:
     def health(self) -> dict:
         return {"status": "ok", "model_name": self.metadata["model_name"],
                 "model_version": self.metadata["model_version"], "batch_cap": self.batcher.current_cap,
-                "queue_depth": self.batcher.depth, "uptime_s": round(time.time() - self.started, 1)}
+                "queue_depth": self.batcher.depth, "worker": self.worker,
+                "uptime_s": round(time.time() - self.started, 1)}
 
     async def infer(self, obs: Observation) -> dict:
         """One request through the batcher. Raises RequestError, OverloadedError, DeadlineExceededError, or the
