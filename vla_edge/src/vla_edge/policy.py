@@ -1,4 +1,4 @@
-"""The policy runtime: loads a verified TorchScript policy and runs it; small wrappers compose on it.
+"""The policy runtime: loads a verified TorchScript or ONNX policy and runs it; small wrappers compose on it.
 
 Every policy follows openpi's shape, `infer(obs) -> dict`: obs holds `image` float32 [3, H, W]
 in 0..1 (or `vision_features` [512]) and `language` float32 [D]; the result holds `actions`
@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from vla_edge.spec import FEATURE_DIM, FORM_FEATURES, PolicySpec, SpecError, load_spec
+from vla_edge.spec import FEATURE_DIM, FORM_FEATURES, FORMAT_ONNX, PolicySpec, SpecError, load_spec
 from vla_msgs.names import ACTION_DIM
 
 LOG = logging.getLogger(__name__)
@@ -78,6 +78,17 @@ class TorchScriptPolicy:
         lang = torch.from_numpy(np.array(obs["language"], dtype=np.float32)).unsqueeze(0).to(self.device)
         return vis, lang
 
+    def forward_batch(self, vision: np.ndarray, language: np.ndarray) -> np.ndarray:
+        """A batch through the model: vision [B, 3, H, W] (or [B, 512]), language [B, D] → float32 [B, T, 6]."""
+        # copies: a cached embedding is read-only, and torch must not alias the caller's arrays
+        vis = torch.from_numpy(np.array(vision, dtype=np.float32)).to(self.device)
+        lang = torch.from_numpy(np.array(language, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            out = self.module(vis, lang)
+        if not isinstance(out, torch.Tensor):
+            raise PolicyLoadError(f"model returned {type(out).__name__}, expected a tensor")
+        return _chunks(out.detach().to("cpu", torch.float32).numpy(), vis.shape[0])
+
     def infer(self, obs: dict) -> dict:
         vis, lang = self._inputs(obs)
         start = time.perf_counter()
@@ -92,6 +103,79 @@ class TorchScriptPolicy:
         if actions.ndim != 3 or actions.shape[0] != 1 or actions.shape[2] != ACTION_DIM:
             raise PolicyLoadError(f"model output shape {tuple(out.shape)} is not [1, {ACTION_DIM}] or [1, T, 6]")
         return {"actions": actions[0], "inference_ms": inference_ms}
+
+
+def _chunks(actions: np.ndarray, batch: int) -> np.ndarray:
+    """[B, 6] or [B, T, 6] → [B, T, 6]; anything else breaks the contract."""
+    if actions.ndim == 2:
+        actions = actions[:, None, :]
+    if actions.ndim != 3 or actions.shape[0] != batch or actions.shape[2] != ACTION_DIM:
+        raise PolicyLoadError(f"model output shape {actions.shape} is not [{batch}, {ACTION_DIM}] or "
+                              f"[{batch}, T, {ACTION_DIM}]")
+    return actions
+
+
+@dataclass
+class OnnxPolicy:
+    """An ONNX policy checked against its sidecar, run by onnxruntime. Build it with `load_policy`.
+
+    The graph's two inputs carry the contract's names (`image`, `language` or the feature form's
+    `vision_features`, `language_features`); its first output is the action chunk."""
+
+    spec: PolicySpec
+    session: object  # onnxruntime.InferenceSession (imported lazily: TorchScript users never load it)
+    device: torch.device
+    path: str
+    providers: tuple[str, ...] = ()
+
+    def forward_batch(self, vision: np.ndarray, language: np.ndarray) -> np.ndarray:
+        """A batch through the model: vision [B, 3, H, W] (or [B, 512]), language [B, D] → float32 [B, T, 6]."""
+        names = _FEATURE_ARGS if self.spec.form == FORM_FEATURES else _IMAGE_ARGS
+        feed = {names[0]: np.ascontiguousarray(vision, dtype=np.float32),
+                names[1]: np.ascontiguousarray(language, dtype=np.float32)}
+        try:
+            out = self.session.run(None, feed)[0]
+        except Exception as exc:  # onnxruntime's errors derive from Exception only; re-raised as the runtime's
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeError(f"onnxruntime: {first}") from exc
+        return _chunks(np.asarray(out, dtype=np.float32), feed[names[0]].shape[0])
+
+    def infer(self, obs: dict) -> dict:
+        vision = obs["vision_features"] if self.spec.form == FORM_FEATURES else obs["image"]
+        start = time.perf_counter()
+        actions = self.forward_batch(np.asarray(vision)[None], np.asarray(obs["language"])[None])
+        return {"actions": actions[0], "inference_ms": (time.perf_counter() - start) * 1000.0}
+
+
+def onnx_providers(device: torch.device) -> list[str]:
+    """onnxruntime's execution providers for a device: TensorRT then CUDA where the build has them, the CPU last."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device.type == "cuda" else []
+    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+
+
+def _load_onnx(path: Path, spec: PolicySpec, dev: torch.device) -> OnnxPolicy:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the same budget configure_threads gave torch
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = onnx_providers(dev)
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Exception subclasses (InvalidProtobuf, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolicyLoadError(f"{path} is not a loadable ONNX model: {first}") from exc
+    args = tuple(i.name for i in session.get_inputs())
+    expected = _FEATURE_ARGS if spec.form == FORM_FEATURES else _IMAGE_ARGS
+    if args != expected:
+        raise PolicyLoadError(f"{path}: graph inputs {list(args)} do not match the sidecar's {spec.form} form "
+                              f"{list(expected)}")
+    return OnnxPolicy(spec=spec, session=session, device=dev, path=str(path),
+                      providers=tuple(session.get_providers()))
 
 
 def example_obs(spec: PolicySpec, rng: np.random.Generator | None = None) -> dict:
@@ -119,8 +203,11 @@ def _check_signature(module: torch.jit.ScriptModule, spec: PolicySpec, path: Pat
         raise PolicyLoadError(f"{path}: forward{args} does not match the sidecar's {spec.form} form {expected}")
 
 
-def load_policy(model_path: str | Path, device: str = "auto", warmup_runs: int = 3) -> TorchScriptPolicy:
-    """Verifies, loads and warms a policy; raises PolicyLoadError with one line saying what and where."""
+def load_policy(model_path: str | Path, device: str = "auto",
+                warmup_runs: int = 3) -> TorchScriptPolicy | OnnxPolicy:
+    """Verifies, loads and warms a policy; raises PolicyLoadError with one line saying what and where.
+
+    TorchScript by default; ONNX (onnxruntime) when the sidecar's `format` is onnx or the file ends .onnx."""
     path = Path(model_path).expanduser()
     try:
         spec = load_spec(path)
@@ -131,6 +218,12 @@ def load_policy(model_path: str | Path, device: str = "auto", warmup_runs: int =
     if path.stat().st_size > MAX_MODEL_BYTES:
         raise PolicyLoadError(f"{path}: model file larger than {MAX_MODEL_BYTES} bytes")
     dev = pick_device(device)
+    if spec.model_format == FORMAT_ONNX:
+        policy = _load_onnx(path, spec, dev)
+        warm_up(policy, max(1, warmup_runs))
+        LOG.info("ONNX policy %s %s loaded from %s on %s (providers %s, chunk %d)", spec.name, spec.version, path,
+                 dev, ",".join(policy.providers), spec.chunk_length)
+        return policy
     try:
         # TorchScript only: torch.jit.load never unpickles arbitrary Python objects.
         module = torch.jit.load(str(path), map_location=dev)

@@ -5,6 +5,7 @@ model's behaviour depends on is required, and a missing or malformed one is refu
 field's name: a sidecar that is silent about the action limits never gets limits made up for it.
 
     {"name", "version", "sha256", "chunk_length",
+     "format": "torchscript" | "onnx"    (optional: the file's suffix decides, .onnx is ONNX),
      "input": {"form": "image_language" | "features"   (optional: inferred from the keys below),
                "image": {"shape": [3, H, W], "mean": [3], "std": [3]}       (image form; mean/std optional),
                "vision_features": {...}                                      (feature form),
@@ -28,6 +29,9 @@ FEATURE_DIM = 512  # the seed's feature form: vision_features [B, 512], language
 FORM_IMAGE = "image_language"
 FORM_FEATURES = "features"
 HASH_ENCODER = "hash"
+FORMAT_TORCHSCRIPT = "torchscript"
+FORMAT_ONNX = "onnx"
+MODEL_FORMATS = (FORMAT_TORCHSCRIPT, FORMAT_ONNX)
 MAX_SIDECAR_BYTES = 1 << 20
 
 
@@ -51,6 +55,7 @@ class PolicySpec:
     action_names: tuple[str, ...]
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+    model_format: str = FORMAT_TORCHSCRIPT  # FORMAT_TORCHSCRIPT or FORMAT_ONNX: which runtime loads the file
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -123,8 +128,22 @@ def _form(inp: dict) -> str:
     return form
 
 
-def parse_spec(doc: dict) -> PolicySpec:
-    """Turns a sidecar document into a PolicySpec; raises SpecError naming the offending field."""
+def _model_format(doc: dict, suffix: str) -> str:
+    fmt = doc.get("format")
+    by_suffix = FORMAT_ONNX if suffix.lower() == ".onnx" else FORMAT_TORCHSCRIPT
+    if fmt is None:
+        return by_suffix
+    if fmt not in MODEL_FORMATS:
+        raise SpecError(f"field format {fmt!r:.40} is not one of {', '.join(MODEL_FORMATS)}")
+    if suffix and fmt != by_suffix:
+        raise SpecError(f"field format says {fmt} but the model file ends {suffix!r}")
+    return fmt
+
+
+def parse_spec(doc: dict, suffix: str = "") -> PolicySpec:
+    """Turns a sidecar document into a PolicySpec; raises SpecError naming the offending field.
+
+    `suffix` is the model file's (".pt", ".onnx"): without a `format` field it decides the format."""
     if not isinstance(doc, dict):
         raise SpecError("sidecar is not a JSON object")
     sha = str(_required(doc, "sha256", "")).lower()
@@ -160,6 +179,7 @@ def parse_spec(doc: dict) -> PolicySpec:
         name=name, version=version, sha256=sha, form=form, image_size=(height, width), image_mean=mean,
         image_std=std, language_dim=language_dim, language_encoder=encoder, lidar_sectors=lidar_sectors,
         chunk_length=chunk, action_names=tuple(names), action_low=low, action_high=high,
+        model_format=_model_format(doc, suffix),
     )
     _validate(spec)
     return spec
@@ -195,7 +215,7 @@ def load_spec(model_path: Path) -> PolicySpec:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecError(f"sidecar {side} is not valid JSON: {exc}") from exc
     try:
-        spec = parse_spec(doc)
+        spec = parse_spec(doc, model_path.suffix)
     except SpecError as exc:
         raise SpecError(f"sidecar {side}: {exc}") from exc
     actual = sha256_file(model_path)

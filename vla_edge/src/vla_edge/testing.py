@@ -16,7 +16,7 @@ import torch
 from vla_edge.spec import FEATURE_DIM, sha256_file
 from vla_msgs.names import ACTION_NAMES
 
-KINDS = ("image", "features", "nan", "corrupt", "mismatch", "wrong_form")
+KINDS = ("image", "features", "nan", "corrupt", "mismatch", "wrong_form", "conv")
 LIMITS = [[-0.8, 0.8], [-0.4, 0.4], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]
 
 
@@ -33,6 +33,26 @@ class _ImagePolicy(torch.nn.Module):
         out[:, :, 0] = 0.1 + image.mean(dim=(1, 2, 3)).unsqueeze(1)
         out[:, :, 5] = language[:, 0].unsqueeze(1)
         return out
+
+
+class _ConvPolicy(torch.nn.Module):
+    """A small seeded CNN with language-conditioned features and a linear head: the layer types the
+    optimisation toolkit works on (convolutions, linear layers), at a size a unit test runs in milliseconds."""
+
+    def __init__(self, chunk: int, language_dim: int = 32):
+        super().__init__()
+        torch.manual_seed(0)
+        self.chunk = chunk
+        self.conv1 = torch.nn.Conv2d(3, 8, 5, stride=4, padding=2)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.language = torch.nn.Linear(language_dim, 16)
+        self.head = torch.nn.Linear(16 * 4 * 4, chunk * 6)
+        self.pool = torch.nn.AdaptiveAvgPool2d((4, 4))
+
+    def forward(self, image: torch.Tensor, language: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(image - 0.5))
+        x = torch.relu(self.conv2(x)) * (1.0 + torch.tanh(self.language(language)))[:, :, None, None]
+        return 0.5 * torch.tanh(self.head(self.pool(x).flatten(1))).view(image.shape[0], self.chunk, 6)
 
 
 class _NanPolicy(torch.nn.Module):
@@ -79,6 +99,8 @@ def write_policy(kind: str, directory: Path, chunk: int = 5, version: str = "tes
         module, chunk = _FeaturePolicy(), 1
     elif kind == "nan":
         module = _NanPolicy(chunk)
+    elif kind == "conv":
+        module = _ConvPolicy(chunk)
     else:
         module = _ImagePolicy(chunk)
     torch.jit.save(torch.jit.script(module), str(path))

@@ -1,0 +1,188 @@
+"""vla_edge.optimize on small seeded policies: export round trips, quantisation, sidecars and lineage,
+refused inputs that leave nothing behind, the benchmark's records. Real torch, onnx and onnxruntime."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vla_edge.optimize import benchmark
+from vla_edge.optimize.cli import REFUSED_EXIT_CODE, main
+from vla_edge.optimize.export import export_onnx, export_torchscript
+from vla_edge.optimize.inputs import probe
+from vla_edge.optimize.lineage import OptimizeError, lineage_of
+from vla_edge.optimize.quantize import quantize
+from vla_edge.policy import OnnxPolicy, TorchScriptPolicy, load_policy
+from vla_edge.spec import sha256_file
+
+SIDECAR_KEYS = {"name", "version", "sha256", "format", "file", "parent", "lineage", "optimization", "input", "action",
+                "chunk_length"}
+
+
+@pytest.fixture
+def conv(make_policy):
+    return make_policy("conv", chunk=4)
+
+
+@pytest.fixture
+def calibration(tmp_path, conv):
+    """Observations of the model's shapes: the images a camera gives are smooth, not noise."""
+    rng = np.random.default_rng(1)
+    base = rng.random((24, 3, 1, 1), dtype=np.float32)
+    image = np.clip(base + 0.1 * rng.random((24, 3, 96, 96), dtype=np.float32), 0, 1)
+    language = rng.standard_normal((24, 32)).astype(np.float32)
+    path = tmp_path / "calib.npz"
+    np.savez(path, image=image, language=language)
+    return path
+
+
+def _max_diff(a, b, seed=3):
+    obs = probe(a.spec, 8, seed)
+    return float(np.abs(a.forward_batch(obs.vision, obs.language) - b.forward_batch(obs.vision, obs.language)).max())
+
+
+def _files(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_onnx_export_round_trip_agrees_and_loads_through_load_policy(conv, tmp_path):
+    out = tmp_path / "conv.onnx"
+    doc = export_onnx(conv, out)
+    policy = load_policy(out, "cpu")
+    assert isinstance(policy, OnnxPolicy) and policy.spec.model_format == "onnx"
+    assert _max_diff(load_policy(conv, "cpu"), policy) <= 1e-4
+    assert policy.infer({"image": probe(policy.spec).vision[0], "language": probe(policy.spec).language[0]})[
+        "actions"].shape == (4, 6)
+    assert doc["optimization"]["opset"] == 17 and doc["optimization"]["measured"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("mode", ["frozen", "traced"])
+def test_torchscript_export_round_trip_agrees(conv, tmp_path, mode):
+    out = tmp_path / f"conv_{mode}.pt"
+    export_torchscript(conv, out, mode)
+    policy = load_policy(out, "cpu")
+    assert isinstance(policy, TorchScriptPolicy)
+    assert _max_diff(load_policy(conv, "cpu"), policy) <= 1e-5
+
+
+@pytest.mark.parametrize("method,suffix", [("torch-dynamic", ".pt"), ("torch-static", ".pt"),
+                                           ("onnx-dynamic", ".onnx"), ("onnx-static", ".onnx")])
+def test_quantised_models_load_agree_on_average_and_record_their_lineage(conv, calibration, tmp_path, method, suffix):
+    out = tmp_path / f"conv_{method}{suffix}"
+    doc = quantize(conv, out, method, calibration)
+    policy = load_policy(out, "cpu")
+    assert policy.spec.model_format == ("onnx" if suffix == ".onnx" else "torchscript")
+    measured = doc["optimization"]["measured"]
+    assert measured["mean_abs_diff"] <= 0.02 and measured["observations"] > 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert set(side) >= SIDECAR_KEYS and side["sha256"] == sha256_file(out)
+    assert side["parent"]["sha256"] == sha256_file(conv) and side["optimization"]["method"] == f"{method}-int8"
+    assert side["version"] == "test-1+" + f"{method}-int8"
+
+
+def test_lineage_is_followed_back_to_the_root_with_every_checksum(conv, tmp_path):
+    first = tmp_path / "a" / "frozen.pt"
+    first.parent.mkdir()
+    export_torchscript(conv, first)
+    second = tmp_path / "b" / "frozen.onnx"
+    second.parent.mkdir()
+    export_onnx(first, second)
+    chain = lineage_of(second)
+    assert [c["file"] for c in chain] == [str(second), str(first), str(conv)]
+    assert all(c["verified"] for c in chain)
+    assert chain[-1]["sha256"] == sha256_file(conv)
+    assert json.loads(second.with_suffix(".json").read_text())["lineage"][0]["sha256"] == sha256_file(conv)
+    conv.write_bytes(conv.read_bytes() + b"\0")  # the root changes after the fact: the chain says so
+    assert not lineage_of(second)[-1]["verified"]
+
+
+def test_existing_output_is_refused_and_left_alone(conv, tmp_path):
+    out = tmp_path / "conv.onnx"
+    export_onnx(conv, out)
+    before = (out.read_bytes(), out.with_suffix(".json").read_text())
+    with pytest.raises(OptimizeError, match="exists"):
+        export_onnx(conv, out)
+    assert (out.read_bytes(), out.with_suffix(".json").read_text()) == before
+    sidecar_only = tmp_path / "other.onnx"
+    sidecar_only.with_suffix(".json").write_text("{}")
+    with pytest.raises(OptimizeError, match="exists"):
+        export_onnx(conv, sidecar_only)
+    assert not sidecar_only.exists()
+
+
+def test_input_is_never_overwritten(conv):
+    before = conv.read_bytes()
+    with pytest.raises(OptimizeError, match="exists"):
+        export_torchscript(conv, conv)
+    assert conv.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind,message", [("mismatch", "sha256 mismatch"), ("wrong_form", "does not match"),
+                                          ("corrupt", "not a loadable")])
+def test_bad_sources_are_refused_and_nothing_written(make_policy, tmp_path, kind, message):
+    source = make_policy(kind)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(OptimizeError, match=message):
+        export_onnx(source, out_dir / "x.onnx")
+    assert _files(out_dir) == []
+
+
+@pytest.mark.parametrize("shape,message", [((4, 3, 64, 64), "image has shape"), ((4, 3, 96, 96), "language has shape")])
+def test_calibration_of_the_wrong_shape_is_refused(conv, tmp_path, shape, message):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, image=np.zeros(shape, np.float32), language=np.zeros((4, 7), np.float32))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(OptimizeError, match=message):
+        quantize(conv, out_dir / "q.onnx", "onnx-static", bad)
+    assert _files(out_dir) == []
+
+
+def test_static_quantisation_needs_calibration_and_int8_beyond_tolerance_writes_nothing(conv, calibration, tmp_path):
+    with pytest.raises(OptimizeError, match="needs --calibration"):
+        quantize(conv, tmp_path / "q.pt", "torch-static")
+    with pytest.raises(OptimizeError, match="tolerance"):
+        quantize(conv, tmp_path / "q.onnx", "onnx-static", calibration, tolerance=0.0)
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.json").exists()
+    assert not any(p.name.startswith(".q.") for p in tmp_path.iterdir())  # the private directory went too
+
+
+def test_wrong_suffix_and_wrong_input_format_are_refused(conv, tmp_path):
+    with pytest.raises(OptimizeError, match=r"must end \.onnx"):
+        export_onnx(conv, tmp_path / "x.pt")
+    onnx_model = tmp_path / "conv.onnx"
+    export_onnx(conv, onnx_model)
+    with pytest.raises(OptimizeError, match="needs a TorchScript input"):
+        quantize(onnx_model, tmp_path / "q.pt", "torch-dynamic")
+
+
+def test_cli_refusal_exits_2_with_one_line(conv, tmp_path, capsys):
+    code = main(["quantize", str(conv), "--method", "onnx-static", "--out", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert code == REFUSED_EXIT_CODE and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_benchmark_json_line_holds_every_model(conv, tmp_path, capsys):
+    onnx_model = tmp_path / "conv.onnx"
+    export_onnx(conv, onnx_model)
+    assert main(["benchmark", str(conv), str(onnx_model), "--calls", "10", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    records = json.loads(out[-1])
+    assert [r["model"] for r in records] == [str(conv), str(onnx_model)]
+    for r in records:
+        for key in ("batch1_p50_ms", "batch1_p99_ms", "batch8_p50_ms"):
+            assert r[key] > 0
+        assert r["success_seen"] is None and r["success_unseen"] is None  # no episodes asked for
+        assert r["parameters"] == records[0]["parameters"] > 0
+    assert any(line.startswith("| conv.onnx | cpu |") for line in out)
+
+
+def test_parameters_are_counted_in_frozen_and_quantised_modules(conv, calibration, tmp_path):
+    frozen = tmp_path / "frozen.pt"
+    export_torchscript(conv, frozen)
+    dynamic = tmp_path / "dyn.pt"
+    quantize(conv, dynamic, "torch-dynamic", calibration)
+    counts = [benchmark.count_parameters(p, load_policy(p, "cpu")) for p in (conv, frozen, dynamic)]
+    assert counts[0] > 0 and counts[1] == counts[0] and counts[2] >= counts[0]

@@ -1,0 +1,76 @@
+"""Records model observations from the simulator, for calibrating quantisation (vla_edge.optimize).
+
+    python -m vla_sim.observations --out FILE.npz [--episodes N] [--first-seed S] [--every K]
+
+The scripted expert drives episodes on layouts S..S+N-1 (by default 50000..: seeds neither training nor
+evaluation uses) with the training phrasings; every K-th camera frame is kept as the model sees it
+(`image` float32 [N, 3, H, W] in 0..1) with the embedding of its instruction (`language` float32
+[N, 384], the sentence encoder the robot runs). The file is the calibration set `vla_edge.optimize
+quantize --calibration` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from vla_edge.encoders import SentenceTextEncoder
+from vla_sim.expert import expert_action
+from vla_sim.instructions import sample_instruction, seen_instructions
+from vla_sim.policy import ENCODER_NAME, image_to_tensor
+from vla_sim.rollout import ROBOT_ID, make_world, run_episode
+
+LOG = logging.getLogger("vla_sim.observations")
+CALIBRATION_FIRST_SEED = 50_000  # between the DAgger seeds (< 50000) and the evaluation seeds (>= 100000)
+
+
+def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Expert-driven episodes; returns (images float32 [N, 3, H, W] in 0..1, language float32 [N, D])."""
+    table = seen_instructions()
+    encoder = SentenceTextEncoder(ENCODER_NAME)
+    frames: list[np.ndarray] = []
+    language: list[np.ndarray] = []
+    for seed in range(first_seed, first_seed + episodes):
+        target, instruction = sample_instruction(np.random.default_rng((seed, 11)), table)
+        world = make_world(seed, target, instruction)
+        embedding = encoder.encode(instruction)
+        count = [0]
+
+        def keep(image: np.ndarray, embedding=embedding, count=count) -> None:
+            if count[0] % every == 0:
+                frames.append(image)
+                language.append(embedding)
+            count[0] += 1
+
+        run_episode(world, lambda _image, world=world: expert_action(world, ROBOT_ID), on_frame=keep)
+    images = image_to_tensor(np.stack(frames)).numpy()
+    return images, np.stack(language).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help=".npz file to write (never overwritten)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=CALIBRATION_FIRST_SEED)
+    parser.add_argument("--every", type=int, default=4, help="keep every K-th frame")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not 1 <= args.episodes <= 10_000 or not 1 <= args.every <= 1000:
+        parser.error("--episodes must be in [1, 10000] and --every in [1, 1000]")
+    if args.out.suffix != ".npz":
+        parser.error("--out must end .npz")
+    if args.out.exists():
+        parser.error(f"{args.out} exists; not overwritten")
+    images, language = record(args.episodes, args.first_seed, args.every)
+    np.savez_compressed(args.out, image=images, language=language)
+    LOG.info("wrote %d frames from %d episodes (seeds %d..%d) to %s", len(images), args.episodes, args.first_seed,
+             args.first_seed + args.episodes - 1, args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
