@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""OTA end to end on a real master: update_server and ota_updater_node (started here), inference_node
+loading from current/. 1.1.0 is installed on `check_now` and served with no missed control period; 1.2.0
+fails its vla_health watch and is rolled back by itself (the policy back to 1.1.0); `rollback` then goes
+back to 1.0.0 on request. vla_health is this test's own publisher: it decides which release is healthy."""
+
+import json
+import os
+import shutil
+import threading
+import unittest
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import rospy
+import rostest
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from vla_msgs import json_forms, names
+from vla_msgs.launching import ProcessGroup, free_port
+from vla_msgs.msg import Action, UpdateStatus
+from vla_msgs.waiting import wait_until
+
+MISSED = ("starved_steps", "skipped_steps", "stale_frames")
+BAD_RELEASE = "1.2.0"
+
+
+class Recorder:
+    """Every message of one topic (parse: a JSON form's parser for a JSON topic)."""
+
+    def __init__(self, topic: str, msg_type, parse=None):
+        self.parse = parse
+        self._messages: list = []
+        self._lock = threading.Lock()
+        rospy.Subscriber(topic, msg_type, self._on_msg, queue_size=100)
+        self.topic = topic
+
+    def _on_msg(self, msg) -> None:
+        with self._lock:
+            self._messages.append(self.parse(msg.data) if self.parse else msg)
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self._messages)
+
+    def wait_for(self, predicate, timeout_s: float, what: str):
+        return wait_until(lambda: next((m for m in reversed(self.snapshot()) if predicate(m)), None), timeout_s,
+                          f"{what} on {self.topic}", clock=rospy.get_time)
+
+
+class Camera:
+    """96x96 rgb8 frames at 30 Hz on camera/rgb/image_raw."""
+
+    def __init__(self):
+        self.pub = rospy.Publisher(names.CAMERA_IMAGE, Image, queue_size=1)
+        self._stop = threading.Event()
+        wait_until(lambda: self.pub.get_num_connections() > 0, 60.0, "inference_node on the camera topic",
+                   clock=rospy.get_time)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        data = np.full(96 * 96 * 3, 128, np.uint8).tobytes()
+        while not self._stop.is_set() and not rospy.is_shutdown():
+            msg = Image(height=96, width=96, encoding="rgb8", step=96 * 3, data=data)
+            msg.header.stamp = rospy.Time.now()
+            self.pub.publish(msg)
+            self._stop.wait(1.0 / 30.0)  # pacing of a test publisher, not an assertion
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Health:
+    """vla_health at 5 Hz: healthy, except while the active release is BAD_RELEASE."""
+
+    def __init__(self, current_link: Path):
+        self.current = current_link
+        self.pub = rospy.Publisher(names.HEALTH_JSON, String, queue_size=5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not rospy.is_shutdown():
+            ok = Path(os.readlink(self.current)).name != BAD_RELEASE
+            self.pub.publish(String(data=json_forms.HEALTH.build(
+                timestamp=rospy.get_time(), components={"vision": ok, "action": ok}, overall_status=ok,
+                level="healthy" if ok else "critical")))
+            self._stop.wait(0.2)  # pacing of a test publisher, not an assertion
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class OtaUpdate(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(rospy.get_param("/ota_test_dir"))
+        self.logs = Path(rospy.get_param("/ota_test_dir") + "-logs")
+        self.logs.mkdir(exist_ok=True)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = ProcessGroup(["rosrun", "vla_fleet", "update_server", "--root", str(self.dir / "server"),
+                                    "--host", "127.0.0.1", "--port", str(port)], self.logs / "server.log")
+        wait_until(self._fleet, 60.0, "the update server to answer")
+        self.updater = ProcessGroup([
+            "rosrun", "vla_fleet", "ota_updater_node", f"_server_url:={self.url}",
+            f"_public_key_file:={self.dir / 'keys' / 'ota_ed25519.pub'}", f"_releases_dir:={self.dir / 'robot'}",
+            "_health_window:=3.0", "_check_on_start:=false", "_robot_id:=robot_1"], self.logs / "updater.log")
+
+    def tearDown(self):
+        self.updater.stop()
+        self.server.stop()
+        print(f"ota_updater_node's log:\n{self.updater.tail(40)}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
+
+    def _fleet(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(self.url + "/api/fleet", timeout=5) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    def test_update_hot_swap_rollback(self):
+        actions = Recorder(names.ACTION, Action)
+        perf = Recorder(names.PERFORMANCE, String, json_forms.PERFORMANCE.parse)
+        updates = Recorder(names.UPDATES, String, json_forms.UPDATES.parse)
+        typed = Recorder(names.UPDATE_STATUS, UpdateStatus)
+        health = Health(self.dir / "robot" / "current")
+        tasks = rospy.Publisher(names.TASK_COMMAND, String, queue_size=1, latch=True)
+        wait_until(lambda: tasks.get_num_connections() > 0, 60.0, "inference_node on task_command",
+                   clock=rospy.get_time)
+        cam = Camera()
+        try:
+            tasks.publish(String(data="go to the red cube"))
+            actions.wait_for(lambda m: m.model_version == "1.0.0", 60.0, "an action of release 1.0.0")
+            first = perf.wait_for(lambda d: d["action_count"] >= 5, 30.0, "five actions counted")
+            before = perf.wait_for(lambda d: d["action_count"] > first["action_count"], 30.0, "a newer count")
+
+            rospy.wait_for_service(names.OTA_CHECK_NOW, timeout=60.0)
+            check = rospy.ServiceProxy(names.OTA_CHECK_NOW, Trigger)
+            self.assertTrue(check().success)
+            done = self._wait_status(updates, "completed", "1.1.0")
+            self.assertEqual(done["previous_version"], "1.0.0")
+            actions.wait_for(lambda m: m.model_version == "1.1.0", 30.0, "an action of release 1.1.0")
+            after = perf.wait_for(lambda d: d["model_version"] == "1.1.0"
+                                  and d["action_count"] >= before["action_count"] + 20, 60.0, "20 steps on 1.1.0")
+            for key in MISSED:
+                self.assertEqual(after[key], before[key], f"{key} grew across the update")
+            steps = [d["status"] for d in updates.snapshot()]
+            for step in ("checking", "downloading", "verifying", "applying", "completed"):
+                self.assertIn(step, steps)
+            typed.wait_for(lambda m: m.status == "completed" and m.version == "1.1.0"
+                           and m.previous_version == "1.0.0", 10.0, "the typed completed status")
+            versions = [m.model_version for m in actions.snapshot()]
+            self.assertNotIn("1.0.0", versions[versions.index("1.1.0"):], "the old policy acted after the swap")
+
+            # 1.2.0 makes vla_health critical: rolled back by itself, 1.1.0 serving again
+            for suffix in ("", ".sig"):
+                shutil.copy(self.dir / "later" / f"vla-1.2.0.tar.gz{suffix}", self.dir / "server")
+            self.assertTrue(check().success)
+            back = self._wait_status(updates, "rolled_back", BAD_RELEASE)
+            self.assertEqual(back["previous_version"], "1.1.0")
+            self.assertIn("vla_health unhealthy", back["message"])
+            self.assertEqual(os.readlink(self.dir / "robot" / "current"), "releases/1.1.0")
+            count = len(actions.snapshot())
+            wait_until(lambda: len(actions.snapshot()) > count + 5 and
+                       actions.snapshot()[-1].model_version == "1.1.0", 30.0, "1.1.0 acting after the rollback",
+                       clock=rospy.get_time)
+            fleet = self._fleet()
+            self.assertIn("robot_1 reported rolled_back", fleet["rollouts"][BAD_RELEASE]["halted"])
+
+            # on request, back to 1.0.0
+            result = rospy.ServiceProxy(names.OTA_ROLLBACK, Trigger)()
+            self.assertTrue(result.success, result.message)
+            self.assertIn("from 1.1.0 to 1.0.0", result.message)
+            count = len(actions.snapshot())
+            wait_until(lambda: len(actions.snapshot()) > count + 5 and
+                       actions.snapshot()[-1].model_version == "1.0.0", 30.0, "1.0.0 acting after the rollback",
+                       clock=rospy.get_time)
+        finally:
+            cam.stop()
+            health.stop()
+
+    def _wait_status(self, updates: Recorder, status: str, version: str) -> dict:
+        return updates.wait_for(lambda d: d["status"] == status and d["version"] == version, 120.0,
+                                f"{status} {version}")
+
+
+if __name__ == "__main__":
+    rospy.init_node("test_ota_update")
+    rostest.rosrun("vla_deployment", "ota_update", OtaUpdate)
