@@ -3,7 +3,7 @@
 test publishes passes 02:00 UTC (reported on /vla_maintenance in ROS time); on demand through
 /maintenance/run_task, health_check answers healthy, log_cleanup deletes an old log, full_backup then
 restore_backup bring a changed config file and database back, an unknown task is refused, a failing task
-reports failed and the next one still runs.
+reports failed (and /diagnostics says so) and the next one still runs.
 """
 
 import json
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import rospy
 import rostest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
@@ -41,7 +42,9 @@ class MaintenanceNodeTest(unittest.TestCase):
         cls.reports = []
         cls.stop = threading.Event()
         cls.go = threading.Event()  # the clock stands at START_S until the node is up (its start takes wall time)
+        cls.diagnostics = {}
         rospy.Subscriber(names.MAINTENANCE, String, cls._on_report, queue_size=100)
+        rospy.Subscriber("/diagnostics", DiagnosticArray, cls._on_diagnostics, queue_size=20)
         pub = rospy.Publisher("/clock", Clock, queue_size=10)
         cls.clock = threading.Thread(target=cls._publish_clock, args=(pub,), daemon=True)
         cls.clock.start()
@@ -96,6 +99,15 @@ class MaintenanceNodeTest(unittest.TestCase):
         doc = json_forms.MAINTENANCE.parse(msg.data)
         with cls.lock:
             cls.reports.append(doc)
+
+    @classmethod
+    def _on_diagnostics(cls, msg):
+        with cls.lock:
+            cls.diagnostics.update({s.name: s for s in msg.status})
+
+    def diagnostic(self, name):
+        with self.lock:
+            return self.diagnostics.get(name)
 
     def found(self, task, status, source):
         with self.lock:
@@ -162,6 +174,10 @@ class MaintenanceNodeTest(unittest.TestCase):
         self.wait(lambda: self.found("security_scan", "completed", "request")
                   or self.found("security_scan", "warning", "request"), "the scan reported")
         self.assertTrue(self.found("performance_review", "failed", "request"))
+        # /diagnostics says which task failed
+        status = self.wait(lambda: (lambda d: d if d and "performance_review" in d.message else None)(
+            self.diagnostic(f"{names.MAINTENANCE_NODE}: maintenance")), "the failure in /diagnostics")
+        self.assertEqual(status.level, DiagnosticStatus.WARN)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import rosgraph
@@ -26,6 +27,7 @@ from vla_fleet.maintenance.health import HealthProbes, TopicRates
 from vla_fleet.maintenance.logs import ros_log_dir
 from vla_fleet.maintenance.runner import (
     FAILED,
+    WARNING,
     MaintenanceRunner,
     QueueFullError,
     RequestError,
@@ -147,18 +149,22 @@ class MaintenanceNode:
     def _diag(self, stat: Status) -> Status:
         last = dict(self.runner.last)
         failed = sorted(t for t, run in last.items() if run.status == FAILED)
-        if failed:
-            stat.summary(WARN, f"last run failed: {', '.join(failed)}")
+        found = sorted(t for t, run in last.items() if run.status == WARNING)
+        if failed or found:
+            stat.summary(WARN, "; ".join(([f"last run failed: {', '.join(failed)}"] if failed else [])
+                                         + ([f"problems found by: {', '.join(found)}"] if found else [])))
         else:
             stat.summary(OK, f"{sum(self.runner.counts.values())} tasks run, {self.runner.pending()} waiting")
         running = self.runner.running
         stat.add("running", running.task if running else "none")
         for status, n in self.runner.counts.items():
             stat.add(status, str(n))
-        for task, at in sorted(self.schedule.next_s.items()):
-            stat.add(f"next {task}", f"{at:.0f}")
+        for task, at in sorted(dict(self.schedule.next_s).items()):
+            stat.add(f"next {task}", datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
         for task, run in sorted(last.items()):
-            stat.add(f"last {task}", run.status)
+            problems = run.details.get("problems") or []
+            stat.add(f"last {task}", run.status + (f": {run.details.get('reason')}" if run.status == FAILED else
+                                                   f": {'; '.join(problems)[:200]}" if problems else ""))
         return stat
 
 
