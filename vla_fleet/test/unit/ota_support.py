@@ -64,19 +64,19 @@ def crafted(out: Path, keys: Keys, version: str, members: list[tarfile.TarInfo],
 class Server:
     """The real update server app under uvicorn on a loopback port, in a thread."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, certfile: Path | None = None, keyfile: Path | None = None):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if certfile else 'http'}://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+                                                    log_level="warning", ssl_certfile=certfile, ssl_keyfile=keyfile))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_until(lambda: self.server.started, 30.0, "the update server to listen")
 
-    def client(self) -> ServerClient:
-        return ServerClient(self.url, timeout_s=30.0)
+    def client(self, ca_file: str = "") -> ServerClient:
+        return ServerClient(self.url, timeout_s=30.0, ca_file=ca_file)
 
     def fleet(self) -> dict:
         import urllib.request

@@ -304,3 +304,20 @@ def test_server_refuses_bad_queries(server):
         urllib.request.urlopen(f"{server.url}/packages/..%2F..%2Fetc%2Fpasswd", timeout=30)
     assert err.value.code == 404
     assert PUBLIC_KEY_NAME == "ota_ed25519.pub"
+
+
+def test_update_over_tls(tmp_path, keys, robot):
+    """The server on https with a certificate of its own CA: the robot trusts it through ~ca_file, and a
+    robot without that CA refuses the connection."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True, timeout=120)
+    server = Server(tmp_path / "tls-server", certfile=cert, keyfile=key)
+    try:
+        build(tmp_path, keys, "1.1.0", server.root)
+        up, _ = robot
+        assert "certificate verify failed" in up.run(server.client(), "robot_1", loaded, passes)
+        assert up.run(server.client(ca_file=str(cert)), "robot_1", loaded, passes).startswith("completed: 1.1.0")
+    finally:
+        server.stop()
