@@ -99,7 +99,8 @@ class MaintenanceConfig:
     error_rate_warn: float = param(0.05, lo=0.0, hi=1.0, help="errors per inference above this are flagged")
 
     # ---- deep_maintenance
-    keep_releases: int = param(3, lo=1, hi=100, help="newest releases kept (the current one always)")
+    keep_releases: int = param(3, lo=1, hi=100,
+                               help="releases kept in all: the current one and the newest others")
     cache_dirs: list[str] = param(["~/.ros/vla_fleet/ota/staging"], items=str, nonempty=True, max_length=64,
                                   help="cache folders whose old files are deleted")
     cache_max_age_days: float = param(7.0, lo=0.0, hi=3650.0, help="cache files older than this are deleted [days]")
