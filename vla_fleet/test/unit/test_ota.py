@@ -321,3 +321,27 @@ def test_update_over_tls(tmp_path, keys, robot):
         assert up.run(server.client(ca_file=str(cert)), "robot_1", loaded, passes).startswith("completed: 1.1.0")
     finally:
         server.stop()
+
+
+def test_health_watch_fails_on_silence_on_unhealthy_and_on_missing_files(tmp_path):
+    from vla_fleet.ota.health import HealthWatch
+    from vla_fleet.ota.package import Manifest
+
+    healthy = {"overall_status": True, "components": {"vision": True}, "level": "healthy"}
+    overall = Manifest("1.1.0", "0", (), ({"kind": "health_overall"},))
+    watch = HealthWatch(overall, tmp_path, start=10.0, window_s=5.0)
+    assert watch.verdict(12.0) is None
+    ok, why = watch.verdict(15.0)
+    assert not ok and "no vla_health heard" in why  # silence is not health
+    watch = HealthWatch(overall, tmp_path, start=10.0, window_s=5.0)
+    watch.feed(healthy, 9.0)  # before the switch: not counted
+    watch.feed(healthy, 11.0)
+    assert watch.verdict(14.9) is None and watch.verdict(15.0) == (True, "healthy through the 5 s window (1 reports)")
+    watch.feed({**healthy, "overall_status": False, "level": "critical"}, 12.0)
+    assert watch.verdict(12.0)[0] is False
+    component = Manifest("1.1.0", "0", (), ({"kind": "component", "name": "lidar"},))
+    watch = HealthWatch(component, tmp_path, start=0.0, window_s=1.0)
+    watch.feed(healthy, 0.5)
+    assert "component lidar unhealthy or missing" in watch.verdict(0.5)[1]
+    files = Manifest("1.1.0", "0", (), ({"kind": "file", "path": "model/policy.json"},))
+    assert "not in the release" in HealthWatch(files, tmp_path, start=0.0, window_s=1.0).verdict(0.0)[1]
