@@ -89,7 +89,8 @@ def _sources(cfg: MaintenanceConfig, tmp: Path, skipped: list[str]) -> tuple[lis
     for i, url in enumerate(cfg.db_urls):
         path = sqlite_path(url)
         if path is None:
-            skipped.append(f"database {url}: not an SQLite file (back it up with its own tools, e.g. pg_dump)")
+            skipped.append(f"database {url}: in memory, nothing on disk" if url.startswith("sqlite:") else
+                           f"database {url}: not an SQLite file (back it up with its own tools, e.g. pg_dump)")
             continue
         if not path.is_file():
             skipped.append(f"database {path}: no such file")
