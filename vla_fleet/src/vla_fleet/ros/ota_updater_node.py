@@ -49,7 +49,7 @@ class OtaUpdaterNode:
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.pub_json = rospy.Publisher(names.UPDATES, String, queue_size=50)
         self.pub_typed = rospy.Publisher(names.UPDATE_STATUS, UpdateStatus, queue_size=50)
-        self._last_published = ("", 0.0)
+        self._last_published = (("", ""), 0.0)
         self.last = {"status": "", "version": "", "previous": "", "message": ""}
         self.updater = Updater(Path(config.releases_dir), verify_key, clock=rospy.get_time, report=self._report,
                                max_package_bytes=int(config.max_package_mb * MB), keep_releases=config.keep_releases,
@@ -77,10 +77,11 @@ class OtaUpdaterNode:
     def _report(self, status: str, version: str, previous: str, progress: float, message: str) -> None:
         status = str(status)
         now = rospy.get_time()
-        last_status, last_time = self._last_published
-        if status == last_status and 0.0 < progress < 1.0 and now - last_time < PROGRESS_PERIOD_S:
+        # progress alone (same status and message) is thinned out; every new step or message goes out
+        if (status, message) == self._last_published[0] and 0.0 < progress < 1.0 \
+                and now - self._last_published[1] < PROGRESS_PERIOD_S:
             return
-        self._last_published = (status, now)
+        self._last_published = ((status, message), now)
         self.last = {"status": status, "version": version, "previous": previous, "message": message}
         log = _log.warning if status in (UpdateState.FAILED, UpdateState.ROLLED_BACK) else _log.info
         if not (0.0 < progress < 1.0):
