@@ -345,3 +345,28 @@ def test_health_watch_fails_on_silence_on_unhealthy_and_on_missing_files(tmp_pat
     assert "component lidar unhealthy or missing" in watch.verdict(0.5)[1]
     files = Manifest("1.1.0", "0", (), ({"kind": "file", "path": "model/policy.json"},))
     assert "not in the release" in HealthWatch(files, tmp_path, start=0.0, window_s=1.0).verdict(0.0)[1]
+
+
+def test_rollout_stages_canary_then_percentage_then_all(tmp_path):
+    from vla_fleet.ota.rollout import ALL, PERCENT, Rollouts, bucket
+
+    (tmp_path / "rollout.json").write_text('{"2.0.0": {"canary": ["r0"], "percent": 50}}')
+    rollouts = Rollouts(tmp_path / "rollout.json", tmp_path / "state.json", clock=lambda: 0.0)
+    fleet = [f"r{i}" for i in range(20)]
+    for rid in fleet:
+        rollouts.seen(rid, "1.0.0")
+    assert [rid for rid in fleet if rollouts.may_have("2.0.0", rid)[0]] == ["r0"]
+    rollouts.report("r0", "2.0.0", "1.0.0", "completed", "")
+    half = sorted(rid for rid in fleet if rid != "r0" and bucket("2.0.0", rid) < 50)
+    assert 0 < len(half) < 19
+    allowed = [rid for rid in fleet if rid != "r0" and rollouts.may_have("2.0.0", rid)[0]]
+    assert sorted(allowed) == half and rollouts.releases["2.0.0"].stage == PERCENT
+    outside = next(rid for rid in fleet if rid not in [*half, "r0"])
+    assert "50% of the fleet first" in rollouts.may_have("2.0.0", outside)[1]
+    for rid in half:
+        rollouts.report(rid, "2.0.0", "1.0.0", "completed", "")
+    assert all(rollouts.may_have("2.0.0", rid)[0] for rid in fleet)
+    assert rollouts.releases["2.0.0"].stage == ALL
+    # the state survives a restart of the server
+    again = Rollouts(tmp_path / "rollout.json", tmp_path / "state.json", clock=lambda: 0.0)
+    assert again.releases["2.0.0"].stage == ALL and again.view()["robots"]["r0"]["version"] == "2.0.0"
