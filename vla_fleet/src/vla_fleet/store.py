@@ -157,9 +157,11 @@ CREATE TABLE IF NOT EXISTS coordination (
 CREATE UNIQUE INDEX IF NOT EXISTS coordination_one_group_per_robot ON coordination (robot_id) WHERE robot_id <> '';
 CREATE INDEX IF NOT EXISTS tasks_group_queue ON tasks (priority, created_time, seq)
     WHERE state = 'pending' AND robots > 1;
+CREATE INDEX IF NOT EXISTS tasks_groups_running ON tasks (seq) WHERE state = 'running' AND robots > 1;
 CREATE INDEX IF NOT EXISTS history_time ON history (time)
 """
 _GROUP_PENDING = "state = 'pending' AND robots > 1"
+_GROUP_RUNNING = "state = 'running' AND robots > 1"
 
 
 class TaskStore:
@@ -453,15 +455,16 @@ class TaskStore:
     def pending_groups(self, limit: int) -> list[StoredTask]:
         """Coordinated tasks waiting for their robots, in queue order."""
         with self._tx(write=False) as cur:
-            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE {_GROUP_PENDING} "
-                             "ORDER BY priority, created_time, seq LIMIT ?", (limit,))
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks{self._indexed_by('tasks_group_queue')} "
+                             f"WHERE {_GROUP_PENDING} ORDER BY priority, created_time, seq LIMIT ?", (limit,))
         return [_task(r) for r in rows]
 
     def groups(self) -> list[tuple[StoredTask, list[Slot]]]:
         """The running coordinated tasks with their slots (slot order)."""
         with self._tx(write=False) as cur:
             parents = [_task(r) for r in cur.query(
-                f"SELECT {_COLUMNS} FROM tasks WHERE state = ? AND robots > 1 ORDER BY seq", (RUNNING,))]
+                f"SELECT {_COLUMNS} FROM tasks{self._indexed_by('tasks_groups_running')} "
+                f"WHERE {_GROUP_RUNNING} ORDER BY seq")]
             return [(p, _slots(cur, p.id)) for p in parents]
 
     def start_group(self, task_id: str, robot_ids: Sequence[str], manager_id: str,
@@ -538,6 +541,11 @@ class TaskStore:
             if parent is None or parent.state != RUNNING or parent.robots < 2:
                 return None
             return self._end_group(cur, parent, FAILED, reason, now)
+
+    def _indexed_by(self, index: str) -> str:
+        """SQLite's planner prefers tasks_queue (state = ...) to a partial index and would read every
+        pending row each round to find the few coordinated ones; PostgreSQL picks the partial index."""
+        return f" INDEXED BY {index}" if self.dialect == "sqlite" else ""
 
     def _lock_task(self, cur: _Cursor, task_id: str) -> StoredTask | None:
         lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
