@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import re
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -36,7 +39,10 @@ def parse_args(argv: Sequence[str]) -> CloudServerConfig:
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
                             help=f"{spec_of(f).help} (default {default!r})")
     values = vars(parser.parse_args(list(argv)))
-    return build_config(CloudServerConfig, values)
+    try:
+        return build_config(CloudServerConfig, values)
+    except ConfigError as exc:  # name the flag the user typed, not the config field
+        raise ConfigError(re.sub(r"~(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from exc
 
 
 def _uvicorn_config(app, config: CloudServerConfig, port: int) -> uvicorn.Config:
@@ -44,6 +50,15 @@ def _uvicorn_config(app, config: CloudServerConfig, port: int) -> uvicorn.Config
                           ws_max_size=64 << 20, ws_per_message_deflate=False, ws_ping_interval=None,
                           ssl_certfile=config.certfile or None, ssl_keyfile=config.keyfile or None,
                           timeout_graceful_shutdown=5)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server without its own signal handling: CloudServer stops both servers on one signal
+    (uvicorn would re-raise the signal after its own shutdown, which ends the other server abruptly)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class CloudServer:
@@ -54,15 +69,19 @@ class CloudServer:
         self.service = service
         self.config = config
         app = create_app(service)
-        self._servers = [uvicorn.Server(_uvicorn_config(app, config, config.http_port)),
-                         uvicorn.Server(_uvicorn_config(app, config, config.ws_port))]
+        self._servers = [_Uvicorn(_uvicorn_config(app, config, config.http_port)),
+                         _Uvicorn(_uvicorn_config(app, config, config.ws_port))]
         self._thread: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
         return all(s.started for s in self._servers)
 
-    async def serve(self) -> None:
+    async def serve(self, handle_signals: bool = False) -> None:
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop_soon)
         try:
             await asyncio.gather(*(s.serve() for s in self._servers))
         finally:
@@ -81,9 +100,12 @@ class CloudServer:
             raise RuntimeError("cloud server did not start (port in use?)")
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop_soon(self) -> None:
         for s in self._servers:
             s.should_exit = True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stop_soon()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -124,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def both() -> None:
         waiter = asyncio.ensure_future(announce())
         try:
-            await server.serve()
+            await server.serve(handle_signals=True)
         finally:
             waiter.cancel()
 
