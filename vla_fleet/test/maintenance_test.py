@@ -67,7 +67,7 @@ class MaintenanceNodeTest(unittest.TestCase):
             "metrics_log_dir": str(t / "vla_logs"), "log_dirs": f"[{t / 'vla_logs'}]", "disk_paths": f"[{t}]",
             "scan_paths": f"[{t}]", "cache_dirs": f"[{t / 'cache'}]", "min_free_disk_percent": "0.0",
             "expected_nodes": f"[{rospy.get_name()}]", "topic_min_rates": "['/clock 5']", "rate_window_s": "5.0",
-            "poll_period_s": "0.1", "service_wait_s": "60.0",
+            "poll_period_s": "0.1", "service_wait_s": "60.0", "state_file": str(t / "state.json"),
             # only the health check on a schedule: the on-demand runs below are not mixed with scheduled ones
             "log_cleanup_cron": "''", "full_backup_cron": "''", "performance_review_cron": "''",
             "deep_maintenance_cron": "''", "security_scan_cron": "''",
@@ -128,6 +128,9 @@ class MaintenanceNodeTest(unittest.TestCase):
         self.assertLess(started[0]["timestamp"], SLOT_S + 5.0)  # a poll is 0.1 s of simulated time
         self.assertTrue(done[0]["details"]["healthy"], done[0]["details"]["problems"])
         self.assertEqual(len(started), 1)
+        record = json.loads((self.tmp / "state.json").read_text())   # what a restart would start from
+        self.assertEqual(record["timeline"], "simulated")
+        self.assertGreaterEqual(record["last_run"]["health_check"], SLOT_S)
 
     def test_2_on_demand(self):
         resp, details = self.call("health_check")

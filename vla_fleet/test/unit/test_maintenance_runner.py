@@ -20,7 +20,7 @@ from vla_fleet.maintenance.runner import (
     RequestError,
     parse_request,
 )
-from vla_fleet.maintenance.schedule import MaintenanceSchedule
+from vla_fleet.maintenance.schedule import MaintenanceSchedule, load_record, save_record
 
 WAIT_S = 30.0
 
@@ -51,6 +51,27 @@ def test_missed_slots_run_once_and_a_clock_reset_starts_afresh():
     assert schedule.due(at("2026-11-05 12:00:01")) == []
     assert schedule.due(at("2026-11-01 00:00:00")) == []                     # backwards: start again
     assert schedule.due(at("2026-11-01 02:00:00")) == ["health_check"]
+
+
+def test_a_slot_missed_while_down_runs_at_the_restart(tmp_path):
+    first = MaintenanceSchedule({"full_backup": "0 3 * * 0", "health_check": "0 2 * * *"})
+    first.due(at("2026-11-01 00:00:00"))                                      # a Sunday
+    assert first.due(at("2026-11-01 03:00:01")) == ["health_check", "full_backup"]
+    record = tmp_path / "state.json"
+    save_record(record, "wall", first.last_s)
+    # down from Saturday to Sunday 03:10: the weekly backup's slot (08th 03:00) passed while nobody ran
+    again = MaintenanceSchedule(first.crons, last_s=load_record(record, "wall"))
+    assert again.due(at("2026-11-08 03:10:00")) == ["health_check", "full_backup"]    # once each, at once
+    assert again.due(at("2026-11-08 03:10:01")) == []
+    # without a record, or with one from the other timeline, a slot before the start is not run
+    for last in ({}, load_record(record, "simulated"), load_record(tmp_path / "none.json", "wall")):
+        assert MaintenanceSchedule(first.crons, last_s=last).due(at("2026-11-08 03:10:00")) == []
+    record.write_text("{not json")
+    assert load_record(record, "wall") == {}
+    # a record ahead of the clock (a simulated run started from an earlier time) is not trusted
+    ahead = MaintenanceSchedule(first.crons, last_s={"health_check": at("2026-12-01 02:00:00")})
+    ahead.due(at("2026-11-08 01:00:00"))
+    assert ahead.due(at("2026-11-08 02:00:00")) == ["health_check"]
 
 
 def test_parse_request():

@@ -41,6 +41,9 @@ class MaintenanceConfig:
     security_scan_cron: str = param(DEFAULT_SCHEDULE["security_scan"], help="when security_scan runs (cron; '' = off)")
     timezone: str = param("UTC", nonempty=True, help="time zone the cron expressions are read in (IANA name)")
     poll_period_s: float = param(1.0, lo=0.01, hi=60.0, help="how often the schedule is looked at [s, ROS time]")
+    state_file: str = param("~/.ros/vla_fleet/maintenance_state.json", nonempty=True,
+                            help="when each task last ran on its schedule: a slot missed while the node was "
+                                 "down runs at the next start")
     queue_size: int = param(16, lo=1, hi=1000, help="tasks waiting to run at most; more are refused")
     service_wait_s: float = param(10.0, lo=0.0, hi=600.0,
                                   help="run_task waits this long for the result before answering 'queued' "

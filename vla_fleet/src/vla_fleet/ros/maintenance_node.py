@@ -24,6 +24,7 @@ from std_msgs.msg import String
 from vla_fleet.maintenance.catalog import build_tasks
 from vla_fleet.maintenance.config import MaintenanceConfig, parse_rate
 from vla_fleet.maintenance.health import HealthProbes, TopicRates
+from vla_fleet.maintenance.layout import expand
 from vla_fleet.maintenance.logs import ros_log_dir
 from vla_fleet.maintenance.runner import (
     FAILED,
@@ -33,7 +34,7 @@ from vla_fleet.maintenance.runner import (
     RequestError,
     parse_request,
 )
-from vla_fleet.maintenance.schedule import MaintenanceSchedule
+from vla_fleet.maintenance.schedule import MaintenanceSchedule, load_record, save_record
 from vla_monitoring.bad_input import BadInputCounter
 from vla_monitoring.ros.diagnostics import OK, WARN, Diagnostics, Status
 from vla_monitoring.ros.log_bridge import VlaLogs, bridge_logging
@@ -52,11 +53,14 @@ class MaintenanceNode:
         self.cfg = config
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.lock = threading.Lock()
-        self.schedule = MaintenanceSchedule(config.schedule(), config.timezone)
+        self.sim_time = bool(rospy.get_param("/use_sim_time", False))
+        self.timeline = "simulated" if self.sim_time else "wall"
+        self.state_file = expand(config.state_file)
+        self.schedule = MaintenanceSchedule(config.schedule(), config.timezone,
+                                            load_record(self.state_file, self.timeline))
         topics = [parse_rate(pair)[0] for pair in config.topic_min_rates]
         self.rates = TopicRates(topics, config.rate_window_s, rospy.get_time())
         self.clock_wall_s: float | None = None
-        self.sim_time = bool(rospy.get_param("/use_sim_time", False))
         self.pub = rospy.Publisher(names.MAINTENANCE, String, queue_size=50, latch=True)
 
         probes = HealthProbes(master=self._master, ping=self._ping, rates=self._rates, clock=self._clock)
@@ -133,11 +137,17 @@ class MaintenanceNode:
         with self.lock:
             if now < self.rates.start_s:
                 self.rates.restart(now)
-        for task in self.schedule.due(now):
+        due = self.schedule.due(now)
+        for task in due:
             try:
                 self.runner.submit(task, "", "schedule")
             except QueueFullError as exc:
                 self._report(task, FAILED, {"reason": f"not run: the queue is full ({exc})", "source": "schedule"})
+        if due:
+            try:
+                save_record(self.state_file, self.timeline, self.schedule.last_s)
+            except OSError as exc:  # the schedule goes on in memory; only a restart would repeat a slot
+                rospy.logwarn(f"maintenance_node: cannot write {self.state_file}: {exc}")
 
     # ------------------------------------------------------------------ outputs
     def _report(self, task: str, status: str, details: dict) -> None:
