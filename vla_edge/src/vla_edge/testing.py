@@ -36,22 +36,24 @@ class _ImagePolicy(torch.nn.Module):
 
 
 class _ConvPolicy(torch.nn.Module):
-    """A small seeded CNN with language-conditioned features and a linear head: the layer types the
-    optimisation toolkit works on (convolutions, linear layers), at a size a unit test runs in milliseconds."""
+    """A small seeded CNN with FiLM language conditioning and a linear head on the pooled map: the layer
+    types and wiring of the reference policy that the optimisation toolkit works on, at a size a unit
+    test runs in milliseconds."""
 
     def __init__(self, chunk: int, language_dim: int = 32):
         super().__init__()
         torch.manual_seed(0)
         self.chunk = chunk
         self.conv1 = torch.nn.Conv2d(3, 8, 5, stride=4, padding=2)
+        self.film1 = torch.nn.Linear(language_dim, 2 * 8)
         self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.language = torch.nn.Linear(language_dim, 16)
-        self.head = torch.nn.Linear(16 * 4 * 4, chunk * 6)
         self.pool = torch.nn.AdaptiveAvgPool2d((4, 4))
+        self.head = torch.nn.Linear(16 * 4 * 4, chunk * 6)
 
     def forward(self, image: torch.Tensor, language: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(image - 0.5))
-        x = torch.relu(self.conv2(x)) * (1.0 + torch.tanh(self.language(language)))[:, :, None, None]
+        gamma, beta = self.film1(language).chunk(2, dim=-1)
+        x = torch.relu(self.conv1(image - 0.5)) * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        x = torch.relu(self.conv2(x))
         return 0.5 * torch.tanh(self.head(self.pool(x).flatten(1))).view(image.shape[0], self.chunk, 6)
 
 

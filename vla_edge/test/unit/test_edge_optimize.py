@@ -11,6 +11,7 @@ from vla_edge.optimize.cli import REFUSED_EXIT_CODE, main
 from vla_edge.optimize.export import export_onnx, export_torchscript
 from vla_edge.optimize.inputs import probe
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
+from vla_edge.optimize.prune import prune
 from vla_edge.optimize.quantize import quantize
 from vla_edge.policy import OnnxPolicy, TorchScriptPolicy, load_policy
 from vla_edge.spec import sha256_file
@@ -186,3 +187,79 @@ def test_parameters_are_counted_in_frozen_and_quantised_modules(conv, calibratio
     quantize(conv, dynamic, "torch-dynamic", calibration)
     counts = [benchmark.count_parameters(p, load_policy(p, "cpu")) for p in (conv, frozen, dynamic)]
     assert counts[0] > 0 and counts[1] == counts[0] and counts[2] >= counts[0]
+
+
+@pytest.fixture
+def demonstrations(tmp_path, calibration):
+    """The calibration frames with made-up expert chunks of the contract's shape."""
+    with np.load(calibration) as data:
+        image, language = data["image"], data["language"]
+    actions = np.zeros((len(image), 4, 6), np.float32)
+    actions[:, :, 0] = 0.3
+    path = tmp_path / "demos.npz"
+    np.savez(path, image=image, language=language, actions=actions)
+    return path
+
+
+def test_channel_pruning_really_shrinks_every_layer_and_fine_tunes(conv, demonstrations, tmp_path):
+    import torch
+
+    out = tmp_path / "pruned.pt"
+    doc = prune(conv, out, "channels", 0.5, demonstrations, epochs=1)
+    module = torch.jit.load(str(out))
+    assert module.conv1.weight.shape[0] == 4 and module.conv2.weight.shape[:2] == (8, 4)
+    assert module.film1.weight.shape[0] == 8 and module.head.weight.shape[1] == 8 * 16
+    policy = load_policy(out, "cpu")
+    obs = probe(policy.spec, 2)
+    assert policy.forward_batch(obs.vision, obs.language).shape == (2, 4, 6)
+    channels = doc["optimization"]["channels"]
+    assert channels["conv1"] == {"channels": [8, 4], "readers": ["conv2 (input)", "film1 (film)"]}
+    assert channels["conv2"] == {"channels": [16, 8], "readers": ["head (flat)"]}
+    assert doc["optimization"]["fine_tune"]["frames"] == 24 and doc["parent"]["sha256"] == sha256_file(conv)
+
+
+def test_unstructured_pruning_zeroes_the_smallest_weights_and_keeps_them_zero(conv, demonstrations, tmp_path):
+    import torch
+
+    out = tmp_path / "sparse.pt"
+    prune(conv, out, "unstructured", 0.6, demonstrations, epochs=1)
+    module = torch.jit.load(str(out))
+    weights = torch.cat([module.conv1.weight.flatten(), module.film1.weight.flatten(), module.conv2.weight.flatten(),
+                         module.head.weight.flatten()])
+    assert float((weights == 0).float().mean()) >= 0.59  # after a fine-tune step: the masks held
+
+
+def test_channel_pruning_refuses_a_wiring_it_cannot_prove(tmp_path):
+    import torch
+
+    from vla_edge.testing import sidecar
+
+    class Gated(torch.nn.Module):  # language gates the last conv's channels one to one: no rule covers it
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 5, stride=4)
+            self.gate = torch.nn.Linear(32, 4)
+            self.head = torch.nn.Linear(4, 6)
+
+        def forward(self, image: torch.Tensor, language: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.conv1(image)) * self.gate(language)[:, :, None, None]
+            return torch.tanh(self.head(x.mean(dim=(2, 3)))).unsqueeze(1)
+
+    path = tmp_path / "gated.pt"
+    torch.jit.script(Gated()).save(str(path))
+    path.with_suffix(".json").write_text(json.dumps(sidecar(path, "image", 1)))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(OptimizeError, match="no reader map of conv1"):
+        prune(path, out_dir / "p.pt", "channels", 0.5, None, epochs=0)
+    assert _files(out_dir) == []
+
+
+def test_prune_refuses_bad_demonstrations_and_amounts(conv, calibration, tmp_path):
+    with pytest.raises(OptimizeError, match="no 'actions' array"):
+        prune(conv, tmp_path / "p.pt", "channels", 0.5, calibration)
+    with pytest.raises(OptimizeError, match="needs --demonstrations"):
+        prune(conv, tmp_path / "p.pt", "channels", 0.5, None)
+    with pytest.raises(OptimizeError, match="fraction"):
+        prune(conv, tmp_path / "p.pt", "channels", 1.0, None, epochs=0)
+    assert not (tmp_path / "p.pt").exists()

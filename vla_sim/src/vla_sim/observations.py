@@ -1,12 +1,14 @@
-"""Records model observations from the simulator, for calibrating quantisation (vla_edge.optimize).
+"""Records model observations from the simulator, with the expert's labels: calibration sets for
+quantisation and demonstrations for the fine-tune after pruning (vla_edge.optimize).
 
     python -m vla_sim.observations --out FILE.npz [--episodes N] [--first-seed S] [--every K]
 
 The scripted expert drives episodes on layouts S..S+N-1 (by default 50000..: seeds neither training nor
 evaluation uses) with the training phrasings; every K-th camera frame is kept as the model sees it
 (`image` float32 [N, 3, H, W] in 0..1) with the embedding of its instruction (`language` float32
-[N, 384], the sentence encoder the robot runs). The file is the calibration set `vla_edge.optimize
-quantize --calibration` reads.
+[N, 384], the sentence encoder the robot runs) and the expert's chunk from that state (`actions`
+float32 [N, 8, 6] in SI units, the contract's six axes). The file is what `vla_edge.optimize quantize
+--calibration` and `prune --demonstrations` read.
 """
 
 from __future__ import annotations
@@ -20,34 +22,39 @@ import numpy as np
 from vla_edge.encoders import SentenceTextEncoder
 from vla_sim.expert import expert_action
 from vla_sim.instructions import sample_instruction, seen_instructions
-from vla_sim.policy import ENCODER_NAME, image_to_tensor
-from vla_sim.rollout import ROBOT_ID, make_world, run_episode
+from vla_sim.policy import ACTIVE_AXES, CHUNK_LENGTH, ENCODER_NAME, image_to_tensor
+from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
 
 LOG = logging.getLogger("vla_sim.observations")
 CALIBRATION_FIRST_SEED = 50_000  # between the DAgger seeds (< 50000) and the evaluation seeds (>= 100000)
 
 
-def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expert-driven episodes; returns (images float32 [N, 3, H, W] in 0..1, language float32 [N, D])."""
+def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expert-driven episodes; returns (images float32 [N, 3, H, W] in 0..1, language float32 [N, D],
+    expert chunks float32 [N, T, 6])."""
     table = seen_instructions()
     encoder = SentenceTextEncoder(ENCODER_NAME)
     frames: list[np.ndarray] = []
     language: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
     for seed in range(first_seed, first_seed + episodes):
         target, instruction = sample_instruction(np.random.default_rng((seed, 11)), table)
         world = make_world(seed, target, instruction)
         embedding = encoder.encode(instruction)
         count = [0]
 
-        def keep(image: np.ndarray, embedding=embedding, count=count) -> None:
+        def keep(image: np.ndarray, embedding=embedding, count=count, world=world) -> None:
             if count[0] % every == 0:
                 frames.append(image)
                 language.append(embedding)
+                chunk = np.zeros((CHUNK_LENGTH, 6), dtype=np.float32)
+                chunk[:, list(ACTIVE_AXES)] = expert_chunk(world, ROBOT_ID, CHUNK_LENGTH)
+                actions.append(chunk)
             count[0] += 1
 
         run_episode(world, lambda _image, world=world: expert_action(world, ROBOT_ID), on_frame=keep)
     images = image_to_tensor(np.stack(frames)).numpy()
-    return images, np.stack(language).astype(np.float32)
+    return images, np.stack(language).astype(np.float32), np.stack(actions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out must end .npz")
     if args.out.exists():
         parser.error(f"{args.out} exists; not overwritten")
-    images, language = record(args.episodes, args.first_seed, args.every)
-    np.savez_compressed(args.out, image=images, language=language)
+    images, language, actions = record(args.episodes, args.first_seed, args.every)
+    np.savez_compressed(args.out, image=images, language=language, actions=actions)
     LOG.info("wrote %d frames from %d episodes (seeds %d..%d) to %s", len(images), args.episodes, args.first_seed,
              args.first_seed + args.episodes - 1, args.out)
     print(args.out)

@@ -4,6 +4,7 @@
     export torchscript MODEL --out OUT.pt [--mode frozen|traced] [--calibration C.npz]
     quantize MODEL --method torch-dynamic|torch-static|onnx-dynamic|onnx-static|onnx-fp16 --out OUT
              [--calibration C.npz] [--tolerance T]
+    prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 3] [--lr 3e-4]
     benchmark MODEL... [--episodes N] [--first-seed S] [--calls N] [--threads T] [--json]
     lineage MODEL
 
@@ -22,7 +23,10 @@ from pathlib import Path
 from vla_edge.optimize import benchmark as bench
 from vla_edge.optimize.export import ONNX_OPSET, ONNX_TOLERANCE, TORCHSCRIPT_MODES, export_onnx, export_torchscript
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
+from vla_edge.optimize.prune import METHODS as PRUNE_METHODS
+from vla_edge.optimize.prune import prune
 from vla_edge.optimize.quantize import METHODS, quantize
+from vla_edge.policy import configure_threads
 
 REFUSED_EXIT_CODE = 2
 
@@ -44,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     qua.add_argument("--out", type=Path, required=True)
     qua.add_argument("--calibration", type=Path, help=".npz from python -m vla_sim.observations")
     qua.add_argument("--tolerance", type=float, default=None, help="largest mean |difference| allowed")
+    pru = sub.add_parser("prune", help="magnitude pruning (weights or whole channels) and a short fine-tune")
+    pru.add_argument("model", type=Path)
+    pru.add_argument("--method", choices=PRUNE_METHODS, required=True)
+    pru.add_argument("--amount", type=float, required=True, help="fraction of weights (or of each conv's channels)")
+    pru.add_argument("--out", type=Path, required=True)
+    pru.add_argument("--demonstrations", type=Path, help=".npz with expert actions from python -m vla_sim.observations")
+    pru.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (0: none)")
+    pru.add_argument("--lr", type=float, default=3e-4)
     ben = sub.add_parser("benchmark", help="one side-by-side table of size, latency and success rate")
     ben.add_argument("models", type=Path, nargs="+")
     ben.add_argument("--episodes", type=int, default=0, help="episodes per phrasing (0: no success rate)")
@@ -64,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
             doc = export_torchscript(args.model, args.out, args.mode, args.calibration)
     elif args.command == "quantize":
         doc = quantize(args.model, args.out, args.method, args.calibration, args.tolerance)
+    elif args.command == "prune":
+        doc = prune(args.model, args.out, args.method, args.amount, args.demonstrations, args.epochs, args.lr)
     elif args.command == "lineage":
         for entry in lineage_of(args.model):
             print(f"{entry['file']}  {entry['name']} {entry['version']}  sha256 {entry['sha256'][:12]}…  "
@@ -92,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     # torch.onnx and torch.ao.quantization warn of deprecations on every call; they say nothing to a user here.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    if args.command != "benchmark":
+        # one thread, as the benchmark's default: the forward time a sidecar records is comparable across models
+        configure_threads(1)
     try:
         return _run(args)
     except OptimizeError as exc:

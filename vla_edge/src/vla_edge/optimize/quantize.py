@@ -20,7 +20,7 @@ import torch
 from vla_edge.optimize.export import ONNX_OPSET, checked, input_names, torch_module, write_onnx
 from vla_edge.optimize.inputs import Observations, check_inputs, load_calibration
 from vla_edge.optimize.lineage import OptimizeError, check_output, derived_sidecar, read_source, write_model
-from vla_edge.spec import FORMAT_ONNX, FORMAT_TORCHSCRIPT
+from vla_edge.spec import FORMAT_ONNX, FORMAT_TORCHSCRIPT, sha256_file
 
 METHODS = ("torch-dynamic", "torch-static", "onnx-dynamic", "onnx-static", "onnx-fp16")
 # Mean |difference| in action units (limits 0.4..1.0): int8 moves an action by ~0.004 on average, but a
@@ -136,6 +136,9 @@ def quantize(model: str | Path, output: str | Path, method: str, calibration: st
     if tolerance is None:
         tolerance = FP16_TOLERANCE if method == "onnx-fp16" else INT8_TOLERANCE
     details: dict = {}
+    if calib is not None:
+        details["calibration"] = {"file": Path(calibration).name, "sha256": sha256_file(Path(calibration)),
+                                  "frames": len(calib)}
 
     def onnx_input(path: Path) -> Path:
         """The ONNX graph to quantise: the input itself, or its export when the input is TorchScript."""
