@@ -10,7 +10,7 @@ TARGET ?= red cube
 .PHONY: setup build test unit rostest lint demo bench train-policy evaluate clean help
 
 help:
-	@echo "make setup | build | test | lint | demo [TARGET='blue ball'] | bench | train-policy | evaluate | clean"
+	@echo "make setup | build | test | lint | demo [TARGET='blue ball'] [MODEL=file] | bench | train-policy | evaluate | clean"
 
 setup:
 	@bash tools/setup.sh
@@ -44,7 +44,7 @@ lint: $(READY)
 
 demo: $(READY)
 	@bash tools/setup.sh >/dev/null
-	@$(ENV) && python tools/demo.py --target "$(TARGET)"
+	@$(ENV) && python tools/demo.py --target "$(TARGET)" $(if $(MODEL),--model "$(MODEL)")
 
 bench: $(READY)
 	@$(ENV) && for b in bench/bench_*.py; do echo "== $$b"; python "$$b" || exit 1; done

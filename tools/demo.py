@@ -155,10 +155,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="layout seed of the world")
     parser.add_argument("--timeout", type=float, default=90.0, help="simulated seconds allowed for the drive")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds allowed for start-up")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="policy file with its sidecar (default: the reference policy; or an optimised variant)")
     args = parser.parse_args()
+    if args.model is not None and not args.model.is_file():
+        parser.error(f"--model {args.model}: no such file")
 
     log = Path(tempfile.mkdtemp(prefix="vla_demo_")) / "roslaunch.log"
-    launch, uri = roslaunch("vla_deployment", "demo.launch", {"seed": args.seed}, log)
+    launch_args = {"seed": args.seed} | ({"model_path": str(args.model.resolve())} if args.model else {})
+    launch, uri = roslaunch("vla_deployment", "demo.launch", launch_args, log)
     # this process is a ROS node of the same master
     os.environ["ROS_MASTER_URI"] = uri
     print(f"starting demo.launch (master {uri}, log {log})", flush=True)
