@@ -135,7 +135,9 @@ class MaintenanceNode:
         if now <= 0.0:  # simulated time before the first /clock: no slot can be judged yet
             return
         with self.lock:
-            if now < self.rates.start_s:
+            # measured from the first time known (under simulated time the node may start before /clock), and
+            # afresh when the clock went backwards
+            if now < self.rates.start_s or self.rates.start_s <= 0.0:
                 self.rates.restart(now)
         due = self.schedule.due(now)
         for task in due:
