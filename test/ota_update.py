@@ -4,125 +4,35 @@ loading from current/. 1.1.0 is installed on `check_now` and served with no miss
 fails its vla_health watch and is rolled back by itself (the policy back to 1.1.0); `rollback` then goes
 back to 1.0.0 on request. vla_health is this test's own publisher: it decides which release is healthy."""
 
-import json
 import os
 import shutil
-import threading
 import unittest
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import rospy
 import rostest
-from sensor_msgs.msg import Image
+from ota_harness import BAD_RELEASE, Camera, Health, Recorder, UpdateServer, clean, updater_node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vla_msgs import json_forms, names
-from vla_msgs.launching import ProcessGroup, free_port
 from vla_msgs.msg import Action, UpdateStatus
 from vla_msgs.waiting import wait_until
 
 MISSED = ("starved_steps", "skipped_steps", "stale_frames")
-BAD_RELEASE = "1.2.0"
-
-
-class Recorder:
-    """Every message of one topic (parse: a JSON form's parser for a JSON topic)."""
-
-    def __init__(self, topic: str, msg_type, parse=None):
-        self.parse = parse
-        self._messages: list = []
-        self._lock = threading.Lock()
-        rospy.Subscriber(topic, msg_type, self._on_msg, queue_size=100)
-        self.topic = topic
-
-    def _on_msg(self, msg) -> None:
-        with self._lock:
-            self._messages.append(self.parse(msg.data) if self.parse else msg)
-
-    def snapshot(self) -> list:
-        with self._lock:
-            return list(self._messages)
-
-    def wait_for(self, predicate, timeout_s: float, what: str):
-        return wait_until(lambda: next((m for m in reversed(self.snapshot()) if predicate(m)), None), timeout_s,
-                          f"{what} on {self.topic}", clock=rospy.get_time)
-
-
-class Camera:
-    """96x96 rgb8 frames at 30 Hz on camera/rgb/image_raw."""
-
-    def __init__(self):
-        self.pub = rospy.Publisher(names.CAMERA_IMAGE, Image, queue_size=1)
-        self._stop = threading.Event()
-        wait_until(lambda: self.pub.get_num_connections() > 0, 60.0, "inference_node on the camera topic",
-                   clock=rospy.get_time)
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        data = np.full(96 * 96 * 3, 128, np.uint8).tobytes()
-        while not self._stop.is_set() and not rospy.is_shutdown():
-            msg = Image(height=96, width=96, encoding="rgb8", step=96 * 3, data=data)
-            msg.header.stamp = rospy.Time.now()
-            self.pub.publish(msg)
-            self._stop.wait(1.0 / 30.0)  # pacing of a test publisher, not an assertion
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class Health:
-    """vla_health at 5 Hz: healthy, except while the active release is BAD_RELEASE."""
-
-    def __init__(self, current_link: Path):
-        self.current = current_link
-        self.pub = rospy.Publisher(names.HEALTH_JSON, String, queue_size=5)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set() and not rospy.is_shutdown():
-            ok = Path(os.readlink(self.current)).name != BAD_RELEASE
-            self.pub.publish(String(data=json_forms.HEALTH.build(
-                timestamp=rospy.get_time(), components={"vision": ok, "action": ok}, overall_status=ok,
-                level="healthy" if ok else "critical")))
-            self._stop.wait(0.2)  # pacing of a test publisher, not an assertion
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 class OtaUpdate(unittest.TestCase):
     def setUp(self):
         self.dir = Path(rospy.get_param("/ota_test_dir"))
-        self.logs = Path(rospy.get_param("/ota_test_dir") + "-logs")
-        self.logs.mkdir(exist_ok=True)
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = ProcessGroup(["rosrun", "vla_fleet", "update_server", "--root", str(self.dir / "server"),
-                                    "--host", "127.0.0.1", "--port", str(port)], self.logs / "server.log")
-        wait_until(self._fleet, 60.0, "the update server to answer")
-        self.updater = ProcessGroup([
-            "rosrun", "vla_fleet", "ota_updater_node", f"_server_url:={self.url}",
-            f"_public_key_file:={self.dir / 'keys' / 'ota_ed25519.pub'}", f"_releases_dir:={self.dir / 'robot'}",
-            "_health_window:=3.0", "_check_on_start:=false", "_robot_id:=robot_1"], self.logs / "updater.log")
+        self.server = UpdateServer(self.dir)
+        self.updater = updater_node(self.dir, self.server.url, health_window=3.0)
 
     def tearDown(self):
         self.updater.stop()
         self.server.stop()
         print(f"ota_updater_node's log:\n{self.updater.tail(40)}")
-        shutil.rmtree(self.dir, ignore_errors=True)
-        shutil.rmtree(self.logs, ignore_errors=True)
-
-    def _fleet(self) -> dict | None:
-        try:
-            with urllib.request.urlopen(self.url + "/api/fleet", timeout=5) as resp:
-                return json.loads(resp.read())
-        except OSError:
-            return None
+        clean(self.dir)
 
     def test_update_hot_swap_rollback(self):
         actions = Recorder(names.ACTION, Action)
@@ -170,7 +80,7 @@ class OtaUpdate(unittest.TestCase):
             wait_until(lambda: len(actions.snapshot()) > count + 5 and
                        actions.snapshot()[-1].model_version == "1.1.0", 30.0, "1.1.0 acting after the rollback",
                        clock=rospy.get_time)
-            fleet = self._fleet()
+            fleet = self.server.fleet()
             self.assertIn("robot_1 reported rolled_back", fleet["rollouts"][BAD_RELEASE]["halted"])
 
             # on request, back to 1.0.0

@@ -66,11 +66,11 @@ class OtaUpdaterNode:
         rospy.Subscriber(names.HEALTH_JSON, String, self._on_health, queue_size=10)
         rospy.Service(names.OTA_CHECK_NOW, Trigger, self._on_check_now)
         rospy.Service(names.OTA_ROLLBACK, Trigger, self._on_rollback)
-        self._worker = threading.Thread(target=self._work, name="ota_worker", daemon=True)
-        self._worker.start()
-        self._request("recover")
         if config.check_on_start:
             self._request("check")
+        # the worker first finishes or undoes what a killed predecessor left, then takes requests
+        self._worker = threading.Thread(target=self._work, name="ota_worker", daemon=True)
+        self._worker.start()
         rospy.Timer(rospy.Duration(config.check_interval), lambda _e: self._request("check"))
 
     # ------------------------------------------------------------------ reporting
@@ -168,11 +168,8 @@ class OtaUpdaterNode:
             self._watch = None
 
     def _work(self) -> None:
+        what = "recover"
         while not rospy.is_shutdown():
-            try:
-                what = self._requests.get(timeout=1.0)
-            except queue.Empty:
-                continue
             with self._busy:
                 try:
                     if what == "recover":
@@ -188,6 +185,12 @@ class OtaUpdaterNode:
                     _log.exception("update step failed unexpectedly")
                     self._report(UpdateState.FAILED, "", self.updater.current_version(), 0.0,
                                  "internal error; see the node's log")
+            what = ""
+            while not what and not rospy.is_shutdown():
+                try:
+                    what = self._requests.get(timeout=1.0)
+                except queue.Empty:
+                    continue
 
     def _diag(self, stat: Status) -> Status:
         current = self.updater.current_version()
