@@ -163,3 +163,19 @@ def test_no_release_no_config_is_not_an_error(tmp_path):
     done = backup.full_backup(cfg, T0)
     assert done["files"] == 0 and len(done["skipped"]) == 2
     assert backup.restore_backup(cfg)["restored"] == {"config": 0, "database": 0, "release": 0}
+
+
+def test_database_whose_name_needs_escaping(tmp_path):
+    db = tmp_path / "fleet?mode=rw#1.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (42)")
+    conn.commit()
+    conn.close()
+    before = _dump(db)
+    cfg = build_config(MaintenanceConfig, {"db_urls": [f"sqlite:///{db}"], "releases_dir": str(tmp_path / "ota"),
+                                           "backup_dir": str(tmp_path / "b")})
+    assert backup.full_backup(cfg, T0)["by_kind"]["database"] == 1
+    db.unlink()
+    backup.restore_backup(cfg)
+    assert _dump(db) == before

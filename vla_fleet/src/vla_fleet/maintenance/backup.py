@@ -60,6 +60,11 @@ def archives(backup_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def _read_only(path: Path) -> str:
+    """An SQLite URI opening path read-only (as_uri escapes `?` and `#` in a file name)."""
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
 def _sidecar(archive: Path) -> Path:
     return archive.with_name(archive.name + ".sha256")
 
@@ -97,7 +102,7 @@ def _sources(cfg: MaintenanceConfig, tmp: Path, skipped: list[str]) -> tuple[lis
             continue
         copy = tmp / f"db{i}.sqlite3"
         try:
-            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+            src = sqlite3.connect(_read_only(path), uri=True, timeout=30.0)
             dst = sqlite3.connect(copy)
             try:
                 src.backup(dst)  # online: pages copied under SQLite's locks, writers go on
@@ -232,7 +237,7 @@ def _put_database(staged: Path, origin: Path) -> None:
         return
     # into the live file through the backup API: other processes' connections stay valid and see the restored
     # pages after SQLite's own locking, where a rename would leave them on the old inode
-    src = sqlite3.connect(f"file:{staged}?mode=ro", uri=True)
+    src = sqlite3.connect(_read_only(staged), uri=True)
     dst = sqlite3.connect(origin, timeout=30.0)
     try:
         src.backup(dst)
