@@ -154,10 +154,10 @@ class CloudClient:
         self.session.mount("https://", adapter)
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        if ca_file:
-            if not Path(ca_file).is_file():
-                raise ValueError(f"CA file {ca_file!r} does not exist")
-            self.session.verify = ca_file
+        if ca_file and not Path(ca_file).is_file():
+            raise ValueError(f"CA file {ca_file!r} does not exist")
+        # passed on every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's verify
+        self._verify: str | bool = ca_file or True
 
     def infer(self, rgb: np.ndarray, instruction: str) -> CloudAnswer:
         payload = infer_request(rgb, instruction, time.time(), self.jpeg_quality)  # ValueError: not an image
@@ -181,7 +181,8 @@ class CloudClient:
 
     def _call(self, method: str, path: str, **kwargs) -> object:
         try:
-            response = self.session.request(method, self.url + path, timeout=self._timeouts, **kwargs)
+            response = self.session.request(method, self.url + path, timeout=self._timeouts, verify=self._verify,
+                                            **kwargs)
         except requests.Timeout as exc:
             raise CloudTimeoutError(f"{method} {path}: {exc}") from exc
         except requests.RequestException as exc:  # refused, reset, TLS failure

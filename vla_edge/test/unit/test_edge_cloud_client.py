@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -368,3 +369,37 @@ def test_modes_need_a_cloud_url_and_deadline_caps():
     config = build_config(InferenceConfig, {"model_path": "x", "cloud_timeout": 0.5})
     assert config.cloud_deadline_s(hybrid=False) == pytest.approx(0.08)  # the step's wait (inference_timeout)
     assert config.cloud_deadline_s(hybrid=True) == pytest.approx(0.04)   # half of it: room for the edge model
+
+
+# ---- against the real cloud server (vla_edge.cloud, in-process on loopback) ----
+@pytest.fixture(scope="module")
+def served_image_policy(tmp_path_factory):
+    from vla_edge.cloud.runtime import ServedPolicy
+    from vla_edge.testing import write_policy
+
+    return ServedPolicy.load(write_policy("image", tmp_path_factory.mktemp("served"), chunk=5), "cpu", warmup_runs=1)
+
+
+def test_real_server_over_tls_with_token_and_ca_file(served_image_policy, tmp_path):
+    from cloud_support import running_server
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+    with running_server(served_image_policy, token=TOKEN, certfile=str(cert), keyfile=str(key)) as server:
+        url = server.http.replace("http://", "https://")
+        client = CloudClient(url, token=TOKEN, ca_file=str(cert), read_timeout_s=30.0)
+        assert client.health()["model_version"] == "test-1"
+        answer = client.infer(_rgb(), "go to the red cube")
+        assert answer.actions.shape == (5, 6) and answer.model_version == "test-1"
+        assert np.isfinite(answer.server_inference_ms)
+        client.close()
+        wrong = CloudClient(url, token="not-the-token", ca_file=str(cert), read_timeout_s=30.0)
+        with pytest.raises(CloudRejectedError, match="401"):
+            wrong.infer(_rgb(), "go")
+        wrong.close()
+        untrusted = CloudClient(url, token=TOKEN, read_timeout_s=30.0)  # the system CAs do not know this one
+        with pytest.raises(CloudConnectionError, match=r"(?i)certificate"):
+            untrusted.health()
+        untrusted.close()
