@@ -320,3 +320,37 @@ def test_bad_coordinated_submissions(tmp_path, clock, params, robot_id, words):
     mgr = make(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
     with pytest.raises(TaskRejectedError, match=words):
         mgr.submit("together", 1, robot_id=robot_id, parameters_json=json.dumps(params))
+
+
+def test_two_managers_hearing_the_last_two_steps_at_once_release_the_barrier_once(db_url, clock):
+    """Two stores (two managers' connections) store the two last successes of a phase at the same
+    moment, 20 times: the coordinated task's row lock makes exactly one of them release the barrier
+    (without it, on PostgreSQL each sees only its own slot done and neither releases)."""
+    import threading
+
+    mgr = make(db_url, clock)
+    other = open_store(db_url)
+    for _ in range(20):
+        task = mgr.submit("together", 1, parameters_json=json.dumps(
+            {"robots": 2, "action_sequence": [["go to the red cube", "go to the blue ball"]] * 2}))
+        change = mgr.store.start_group(task.id, ["r1", "r2"], "m1", clock.t)
+        first, second = change.assigned
+        for step in (first, second):
+            assert mgr.store.mark_running(step.id, step.robot_id, clock.t)
+        changes: list = []
+        gate = threading.Barrier(2)
+
+        def finish(store, step, gate, changes):
+            gate.wait()
+            store.finish(step.id, step.robot_id, SUCCEEDED, "", clock.t, changes=changes, manager_id="m")
+
+        threads = [threading.Thread(target=finish, args=(s, step, gate, changes))
+                   for s, step in ((mgr.store, first), (other, second))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [c.event for c in changes] == ["phase"], changes
+        (released,) = changes
+        assert sorted(s.robot_id for s in released.assigned) == ["r1", "r2"]
+        mgr.cancel(task.id)
