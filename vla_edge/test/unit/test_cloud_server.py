@@ -1,5 +1,7 @@
-"""The cloud server over real sockets with the reference policy: HTTP with requests, the openpi
-WebSocket protocol with the unmodified PyPI openpi-client, malformed input of every kind."""
+"""The cloud server over real sockets: HTTP with requests, the openpi WebSocket protocol with the
+unmodified PyPI openpi-client, malformed input of every kind. The policy is a test image policy whose
+sidecar names the reference policy's sentence encoder (the reference policy itself is vla_sim's, which
+this package must not reach; bench/cloud_server_bench.py serves it)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 import websockets.sync.client
-from cloud_support import REFERENCE_MODEL, running_server
+from cloud_support import running_server, sentence_policy
 from openpi_client import msgpack_numpy
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
@@ -24,8 +26,13 @@ INSTRUCTION = "go to the red cube"
 
 
 @pytest.fixture(scope="module")
-def served() -> ServedPolicy:
-    return ServedPolicy.load(REFERENCE_MODEL, "cpu", warmup_runs=1)
+def model(tmp_path_factory):
+    return sentence_policy(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def served(model) -> ServedPolicy:
+    return ServedPolicy.load(model, "cpu", warmup_runs=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,9 @@ def frame(seed: int) -> np.ndarray:
     return (rng.random((96, 96, 3)) * 255).astype(np.uint8)
 
 
-def edge_actions(rgb: np.ndarray, instruction: str) -> np.ndarray:
+def edge_actions(model, rgb: np.ndarray, instruction: str) -> np.ndarray:
     """What the edge runtime computes for the same frame: load_policy, preprocessing, encoder, clamp."""
-    policy = load_policy(REFERENCE_MODEL, "cpu", warmup_runs=1)
+    policy = load_policy(model, "cpu", warmup_runs=1)
     encoder = CachedTextEncoder(make_text_encoder(policy.spec, "cpu"))
     obs = {"image": ImagePreprocessor(policy.spec)(rgb), "language": encoder.encode(instruction)}
     return finite_and_clamped(policy).infer(obs)["actions"]
@@ -50,13 +57,13 @@ def edge_actions(rgb: np.ndarray, instruction: str) -> np.ndarray:
 def test_health_names_the_model(server):
     doc = requests.get(server.http + "/health", timeout=TIMEOUT_S).json()
     assert doc["status"] == "ok"
-    assert doc["model_version"] == "2.0.0"
-    assert doc["model_name"] == "vla_sim_reference_policy"
+    assert doc["model_version"] == "cloud-1"
+    assert doc["model_name"] == "test-image"
     assert requests.get(server.http.replace(str(server.server.config.http_port), str(server.ws_port))
                         + "/healthz", timeout=TIMEOUT_S).status_code == 200
 
 
-def test_infer_image_matches_the_edge_runtime(server):
+def test_infer_image_matches_the_edge_runtime(server, model):
     rgb = frame(1)
     body = infer_request(rgb, INSTRUCTION, time.time(), quality=95)
     reply = requests.post(server.http + "/infer", json=body, timeout=TIMEOUT_S)
@@ -64,10 +71,10 @@ def test_infer_image_matches_the_edge_runtime(server):
     doc = reply.json()
     actions = np.asarray(doc["actions"], dtype=np.float32)
     assert actions.shape == (8, 6)
-    assert doc["model_version"] == "2.0.0"
+    assert doc["model_version"] == "cloud-1"
     assert doc["inference_ms"] > 0
     # the server decodes the JPEG; the edge runtime on that same decoded frame gives the same chunk
-    expected = edge_actions(decode_image(body["image"]), INSTRUCTION)
+    expected = edge_actions(model, decode_image(body["image"]), INSTRUCTION)
     np.testing.assert_allclose(actions, expected, atol=1e-4)
 
 
@@ -114,13 +121,13 @@ def test_malformed_http_gets_4xx_with_the_reason(server, body, status, reason):
     assert reason in reply.json()["error"]
 
 
-def test_openpi_client_gets_metadata_actions_and_timing(server):
+def test_openpi_client_gets_metadata_actions_and_timing(server, model):
     client = WebsocketClientPolicy(server.ws_host, server.ws_port)
     meta = client.get_server_metadata()
-    assert meta["model_version"] == "2.0.0" and meta["chunk_length"] == 8 and meta["action_dim"] == 6
+    assert meta["model_version"] == "cloud-1" and meta["chunk_length"] == 8 and meta["action_dim"] == 6
     out = client.infer({"observation/image": frame(3), "prompt": INSTRUCTION})
     assert out["actions"].dtype == np.float32 and out["actions"].shape == (8, 6)
-    np.testing.assert_allclose(out["actions"], edge_actions(frame(3), INSTRUCTION), atol=1e-4)
+    np.testing.assert_allclose(out["actions"], edge_actions(model, frame(3), INSTRUCTION), atol=1e-4)
     assert out["server_timing"]["infer_ms"] > 0
     second = client.infer({"observation/image": frame(3), "prompt": INSTRUCTION})
     assert "prev_total_ms" in second["server_timing"]
@@ -137,7 +144,7 @@ def test_openpi_error_frame_then_served_again(server):
 
 def test_raw_garbage_frames_get_error_frames(server):
     with websockets.sync.client.connect(server.ws, open_timeout=TIMEOUT_S) as ws:
-        assert msgpack_numpy.unpackb(ws.recv(timeout=TIMEOUT_S))["model_version"] == "2.0.0"
+        assert msgpack_numpy.unpackb(ws.recv(timeout=TIMEOUT_S))["model_version"] == "cloud-1"
         bad_array = codec.packb({"observation/image": {b"__ndarray__": True, b"data": b"\0" * 10,
                                                        b"dtype": "|u1", b"shape": [96, 96, 3]}})
         for message in (b"\xc1\xff garbage", "a text frame", bad_array,
@@ -156,4 +163,4 @@ def test_metrics_in_prometheus_text(server):
     assert 'vla_cloud_requests_total{outcome="ok",transport="http"}' in text
     assert "vla_cloud_batch_cap 16.0" in text
     assert "vla_cloud_batch_size_count" in text
-    assert 'vla_cloud_model_info{name="vla_sim_reference_policy",version="2.0.0"} 1.0' in text
+    assert 'vla_cloud_model_info{name="test-image",version="cloud-1"} 1.0' in text
