@@ -370,3 +370,25 @@ def test_rollout_stages_canary_then_percentage_then_all(tmp_path):
     # the state survives a restart of the server
     again = Rollouts(tmp_path / "rollout.json", tmp_path / "state.json", clock=lambda: 0.0)
     assert again.releases["2.0.0"].stage == ALL and again.view()["robots"]["r0"]["version"] == "2.0.0"
+
+
+def test_a_broken_download_does_not_halt_the_rollout(tmp_path, keys, server, robot):
+    """A download that fails (here the package vanishes from the server after the offer: HTTP 404) is the
+    network's fault, not the release's: reported on the robot, not to the server, so the rollout goes on."""
+    up, reports = robot
+    package = build(tmp_path, keys, "1.1.0", server.root)
+    client = server.client()
+    real_latest = client.latest
+
+    def latest_then_vanish(current, robot_id):
+        offer = real_latest(current, robot_id)
+        package.rename(tmp_path / package.name)
+        return offer
+
+    client.latest = latest_then_vanish
+    outcome = up.run(client, "robot_1", loaded, passes)
+    assert outcome.startswith("failed") and "HTTP 404" in outcome, outcome
+    assert reports[-1][0] == "failed" and up.current_version() == "1.0.0"
+    assert server.fleet()["rollouts"].get("1.1.0", {}).get("halted", "") == ""
+    (tmp_path / package.name).rename(package)
+    assert up.run(server.client(), "robot_1", loaded, passes).startswith("completed: 1.1.0")

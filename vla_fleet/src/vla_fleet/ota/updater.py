@@ -370,7 +370,12 @@ class Updater:
             self.check_offer(offer)
             package = self.fetch(client, offer)
             pending = self.install(package, offer.version)
-        except (UpdateError, DownloadError, PackageError, SignatureError, OSError) as exc:
+        except DownloadError as exc:
+            # the network, not the release: the server is not told (a failure report halts the rollout) and
+            # the partial download is resumed at the next check
+            self._report(UpdateState.FAILED, offer.version, current, 0.0, str(exc))
+            return f"failed: {exc}"
+        except (UpdateError, PackageError, SignatureError, OSError) as exc:
             self._report(UpdateState.FAILED, offer.version, current, 0.0, str(exc))
             self.tell_server(client, robot_id, offer.version, current, UpdateState.FAILED, str(exc))
             return f"failed: {exc}"
