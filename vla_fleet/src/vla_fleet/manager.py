@@ -335,6 +335,9 @@ class FleetManager:
         """The coordinated tasks' changes since the last call, in order: the node sends their steps
         (assigned, cancelled) and publishes each on /vla_coordination."""
         changes, self._changes = self._changes, []
+        for change in changes:
+            _log.info("coordinated task %s: %s (phase %d, robots %s)%s", change.task_id, change.event, change.phase,
+                      ", ".join(r or "-" for r in change.robots), f": {change.reason}" if change.reason else "")
         return changes
 
     def _group_round(self, now: float, free: list[Robot]) -> list[Robot]:
@@ -386,7 +389,6 @@ class FleetManager:
             change = self.store.start_group(parent.id, robot_ids, self.manager_id, now)
             if change is not None:
                 self._note(change)
-                _log.info("coordinated task %s started on %s", parent.id, ", ".join(robot_ids))
                 free = [r for r in free if r.robot_id not in robot_ids]
                 if len(free) < 2:
                     break
@@ -408,8 +410,6 @@ class FleetManager:
     def _note(self, change: GroupChange | None) -> None:
         if change is not None:
             self._changes.append(change)
-            _log.info("coordinated task %s: %s (phase %d, robots %s)%s", change.task_id, change.event, change.phase,
-                      ", ".join(r or "-" for r in change.robots), f": {change.reason}" if change.reason else "")
 
     def _decide(self, pending: list[StoredTask], busy: set[str], robots: list[Robot]) -> list[tuple[str, str]]:
         free = [r for r in robots if r.robot_id not in busy]
