@@ -137,3 +137,25 @@ def test_batcher_takes_no_more_than_the_adaptive_cap(held):
     assert max(len(b) for b in held.batches[1:]) <= 2  # 4 then 2 as memory stays high
     assert batcher.current_cap < 8
     batcher.close()
+
+
+def test_lone_client_never_waits_but_a_busy_server_gathers(held):
+    # the clock stands still: a batcher that waits max_wait_s for company would never start the batch
+    batcher = make(held, max_batch_size=8, max_wait_s=1.0, clock=lambda: 0.0)
+    held.hold.set()
+    assert batcher.submit(0, WAIT_S).result(WAIT_S) == 0  # nobody else around: no wait
+    held.hold.clear()
+    held.started.clear()
+    batcher.submit(1, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "batch running")
+    futures = [batcher.submit(i, WAIT_S) for i in (2, 3, 4)]
+    wait_until(lambda: batcher.depth == 3, WAIT_S, "three queued")
+    held.hold.set()
+    [f.result(WAIT_S) for f in futures]
+    assert held.batches[-1] == [2, 3, 4]
+    first = batcher.submit(5, WAIT_S)  # the last batch held three: the worker waits for the others
+    wait_until(lambda: batcher.depth == 1, WAIT_S, "one queued")
+    rest = [batcher.submit(i, WAIT_S) for i in (6, 7)]
+    assert [f.result(WAIT_S) for f in [first, *rest]] == [50, 60, 70]
+    assert held.batches[-1] == [5, 6, 7]
+    batcher.close()

@@ -1,9 +1,10 @@
 """Dynamic batching: requests from every connection gathered into one forward pass, with a bounded
 queue, per-request deadlines and the seed's adaptive batch cap. Plain threads; no server framework.
 
-A worker thread takes the oldest request and waits at most `max_wait_s` from its arrival for more, up
-to the current cap; requests past their deadline are answered DeadlineExceededError without being computed;
-a full queue refuses new ones at once (OverloadedError), so latency cannot grow without bound.
+A worker thread takes what waits, up to the current cap; when fewer wait than the previous batch held
+(other clients are active), it first waits at most `max_wait_s` from the oldest's arrival for more.
+Requests past their deadline are answered DeadlineExceededError without being computed; a full queue
+refuses new ones at once (OverloadedError), so latency cannot grow without bound.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ class DynamicBatcher:
             if self._closed:
                 return None
             cap = self.cap.update() if self.cap else self.max_batch_size
-            while len(self._queue) < cap and not self._closed:
+            # wait for more only when the previous batch was bigger than what waits now: then other
+            # clients are active and their requests are on the way; a lone client never waits
+            while len(self._queue) < min(cap, self.stats.last_batch_size) and not self._closed:
                 remaining = self._queue[0].enqueued + self.max_wait_s - self.clock()
                 if remaining <= 0:
                     break
