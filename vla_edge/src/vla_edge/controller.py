@@ -512,8 +512,7 @@ class InferenceController:
             self._inference_ms.add(now, chunk.inference_ms)
         self._preprocess_ms.add(now, chunk.preprocess_ms)
         with self._lock:
-            if chunk.source == SOURCE_CLOUD:
-                self._cloud_down = False
+            self._cloud_down = False  # the robot is driven again: a later loss of the cloud stops it again
             if chunk.generation == self._generation:
                 self._queue.add(chunk)
         return waited_ms

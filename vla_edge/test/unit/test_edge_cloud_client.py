@@ -360,6 +360,14 @@ def test_cloud_mode_stops_the_robot_when_the_server_is_gone(make_cloud_controlle
     assert later.outcome is StepOutcome.WAITING, "cloud mode acted without its server"
     assert ctl.counters.edge_actions == 0 and errors.count(ErrorType.CLOUD_LOST) == 1
     assert all(r.served_by == "none" for r in reports[1:])
+    # the operator drives on the edge for a while, then asks for the (still dead) cloud again: stopped again
+    assert ctl.modes.request("edge")[0]
+    ctl.submit_frame(_frame(100.3))
+    assert _run(ctl, clock, 100.31).action.chunk.source == "edge"
+    assert ctl.modes.request("cloud")[0]
+    ctl.set_task(parse_task_command("go back"))
+    ctl.submit_frame(_frame(100.4))
+    assert _run(ctl, clock, 100.41).outcome is StepOutcome.STOP, "no zero when the cloud was lost a second time"
 
 
 def test_modes_need_a_cloud_url_and_deadline_caps():
