@@ -14,7 +14,9 @@ Measured per fault, wall time: fault -> first action whose chunk the edge comput
 fault -> first edge chunk on the worker (`edge chunk`), steps without an action from the fault to the
 first edge action (`missed`), and back to the cloud: server ready again (restart's /health, or SIGCONT)
 -> first cloud action (`back to cloud`).
-Usage: python bench/bench_cloud_failover.py [--kills 2] [--hangs 4] [--rate 10] [--model PATH]
+First, the client's cost per frame: JPEG size and encode time (the request body's base64 included)
+at the simulator's 96x96 and a 640x480 camera, for a few `~jpeg_quality` values, on a camera-like frame.
+Usage: python bench/bench_cloud_failover.py [--kills 2] [--hangs 4] [--rate 10] [--model PATH] [--jpeg-only]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 import requests
 
 from vla_edge.clock import MonotonicClock
+from vla_edge.cloud.protocol import infer_request
 from vla_edge.cloud_client import CircuitBreaker, CloudClient, CloudPolicy
 from vla_edge.config import InferenceConfig
 from vla_edge.controller import Frame, InferenceController, Runtime, StepOutcome
@@ -128,6 +131,34 @@ class Loop:
         return sum(1 for s in list(self.steps) if t0 <= s[0] <= t1 and s[1] != StepOutcome.ACTION.value)
 
 
+def camera_like(height: int, width: int) -> np.ndarray:
+    """Smooth gradients, a few blocks and sensor noise: compresses like a camera frame, unlike pure noise."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], axis=-1).astype(float)
+    for _ in range(6):
+        r0, c0 = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        img[r0:r0 + height // 4, c0:c0 + width // 4] = rng.integers(0, 255, 3)
+    img += rng.normal(0.0, 4.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def jpeg_table(frames: int = 200) -> None:
+    print("| frame | jpeg_quality | JPEG bytes | raw bytes | encode + base64 p50 / p99 ms |")
+    print("|---|---|---|---|---|")
+    for height, width in ((96, 96), (480, 640)):
+        rgb = camera_like(height, width)
+        for quality in (50, 75, 90, 95):
+            times = []
+            for _ in range(frames):
+                start = time.perf_counter()
+                body = infer_request(rgb, "go to the red cube", 0.0, quality)
+                times.append((time.perf_counter() - start) * 1000.0)
+            size = len(body["image"]) * 3 // 4
+            print(f"| {width}x{height} | {quality} | {size} | {rgb.size} | "
+                  f"{np.percentile(times, 50):.3f} / {np.percentile(times, 99):.3f} |")
+
+
 def wait_source(loop: Loop, since: float, source: str, timeout_s: float) -> float:
     return waiting.wait_until(lambda: loop.first_after(since, source), timeout_s, f"a {source} action")
 
@@ -139,7 +170,12 @@ def main() -> None:
     parser.add_argument("--hang-s", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--jpeg-only", action="store_true", help="only the JPEG table")
     args = parser.parse_args()
+
+    jpeg_table()
+    if args.jpeg_only:
+        return
 
     configure_threads(1)
     config = build_config(InferenceConfig, {"model_path": args.model, "mode": "hybrid", "control_rate": args.rate,
