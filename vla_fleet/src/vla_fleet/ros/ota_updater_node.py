@@ -173,10 +173,15 @@ class OtaUpdaterNode:
             with self._busy:
                 try:
                     if what == "recover":
+                        interrupted = self.updater.journal() is not None
                         pending = self.updater.recover()
                         if pending is not None:
                             self.updater.settle(pending, self.client, self.cfg.robot_id, self._reload,
                                                 self._watch_health)
+                        elif interrupted:  # killed around a switch: the running policy may not be current's
+                            ok, why = self._reload()
+                            if not ok:
+                                _log.warning("after recovering, the policy did not reload: %s", why)
                     else:
                         self.updater.run(self.client, self.cfg.robot_id, self._reload, self._watch_health)
                 except _ShutdownError:
