@@ -104,3 +104,20 @@ def test_tls_when_given_a_certificate(image_policy, tmp_path):
         assert reply.status_code == 200
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(server.http + "/health", timeout=TIMEOUT_S)  # plain HTTP is not served
+
+
+def test_seed_feature_form_over_http_and_websocket(tmp_path):
+    served = ServedPolicy.load(write_policy("features", tmp_path), "cpu", warmup_runs=1)
+    rng = np.random.default_rng(0)
+    vision, language = rng.random(512).astype(np.float32), rng.random(512).astype(np.float32)
+    with running_server(served) as server:
+        reply = requests.post(server.http + "/infer", timeout=TIMEOUT_S, json={
+            "vision_features": vision.tolist(), "language_features": language.tolist(), "timestamp": 1.0})
+        assert reply.status_code == 200, reply.text
+        actions = np.asarray(reply.json()["actions"], np.float32)
+        assert actions.shape == (1, 6)
+        image = requests.post(server.http + "/infer", json=body(), timeout=TIMEOUT_S)
+        assert image.status_code == 422 and "vision_features" in image.json()["error"]
+        client = WebsocketClientPolicy(server.ws_host, server.ws_port)
+        out = client.infer({"vision_features": vision, "language_features": language})
+        np.testing.assert_allclose(out["actions"], actions, atol=1e-5)
