@@ -52,7 +52,9 @@ class CorruptModel(unittest.TestCase):
         model = write_policy("image", self.dir)
         for name, params, expected in (
                 ("inference_bad_rate", {"control_rate": -1.0}, "~control_rate"),
-                ("inference_cloud", {"mode": "cloud"}, "cloud inference client"),
+                ("inference_cloud", {"mode": "cloud"}, "~cloud_url is not set"),
+                ("inference_cloud_ca", {"mode": "hybrid", "cloud_url": "https://127.0.0.1:1",
+                                        "cloud_ca_file": "/nonexistent/ca.pem"}, "~cloud_ca_file"),
                 ("inference_retired", {"max_task_length": 100}, "~max_task_length")):
             rc, output = run_node(name, model_path=model, **params)
             self.assertEqual(rc, CONFIG_EXIT_CODE, output)

@@ -144,7 +144,7 @@ class CloudClient:
                  read_timeout_s: float = 1.0, jpeg_quality: int = 85, pool_size: int = 2,
                  session: requests.Session | None = None):
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"cloud url must start with http:// or https://, got {url!r}")
+            raise ValueError(f"~cloud_url must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.jpeg_quality = jpeg_quality
         self._timeouts = (connect_timeout_s, read_timeout_s)
@@ -155,7 +155,7 @@ class CloudClient:
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
         if ca_file and not Path(ca_file).is_file():
-            raise ValueError(f"CA file {ca_file!r} does not exist")
+            raise ValueError(f"~cloud_ca_file {ca_file!r} does not exist")
         # passed on every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's verify
         self._verify: str | bool = ca_file or True
 

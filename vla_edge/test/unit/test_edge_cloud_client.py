@@ -182,7 +182,7 @@ def test_no_server_and_read_timeout():
 def test_bad_url_and_missing_ca_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="http"):
         CloudClient("ftp://example")
-    with pytest.raises(ValueError, match="CA file"):
+    with pytest.raises(ValueError, match="~cloud_ca_file"):
         CloudClient("https://127.0.0.1:1", ca_file=str(tmp_path / "missing.pem"))
 
 

@@ -392,8 +392,12 @@ def main() -> None:
     clock = PolledClock(rospy.get_time, wall_time=rospy.rostime.is_wallclock())
     try:
         modes = ModeSwitch.for_cloud(bool(config.cloud_url), initial=config.mode)
+    except ValueError as exc:
+        rospy.logfatal(f"{rospy.get_name()}: invalid parameter: ~mode: {exc}")
+        sys.exit(CONFIG_EXIT_CODE)
+    try:
         cloud = make_cloud(config, clock) if config.cloud_url else None
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:  # make_cloud names the parameter
         rospy.logfatal(f"{rospy.get_name()}: invalid parameter: {exc}")
         sys.exit(CONFIG_EXIT_CODE)
     try:
