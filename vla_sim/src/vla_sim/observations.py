@@ -53,6 +53,9 @@ def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.n
             count[0] += 1
 
         run_episode(world, lambda _image, world=world: expert_action(world, ROBOT_ID), on_frame=keep)
+    if not frames:
+        raise ValueError(f"no frames recorded: every episode of seeds {first_seed}..{first_seed + episodes - 1} "
+                         "started within reach of its target")
     images = image_to_tensor(np.stack(frames)).numpy()
     return images, np.stack(language).astype(np.float32), np.stack(actions)
 

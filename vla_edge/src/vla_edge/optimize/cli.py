@@ -5,6 +5,7 @@
     quantize MODEL --method torch-dynamic|torch-static|onnx-dynamic|onnx-static|onnx-fp16 --out OUT
              [--calibration C.npz] [--tolerance T]
     prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 3] [--lr 3e-4]
+    distill TEACHER --out OUT.pt [--width 0.5 | --student S.pt] [--rounds 3] [--episodes 30] [--epochs 3]
     benchmark MODEL... [--episodes N] [--first-seed S] [--calls N] [--threads T] [--json]
     lineage MODEL
 
@@ -21,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from vla_edge.optimize import benchmark as bench
+from vla_edge.optimize.distill import distill
 from vla_edge.optimize.export import ONNX_OPSET, ONNX_TOLERANCE, TORCHSCRIPT_MODES, export_onnx, export_torchscript
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
 from vla_edge.optimize.prune import METHODS as PRUNE_METHODS
@@ -56,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     pru.add_argument("--demonstrations", type=Path, help=".npz with expert actions from python -m vla_sim.observations")
     pru.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (0: none)")
     pru.add_argument("--lr", type=float, default=3e-4)
+    dis = sub.add_parser("distill", help="a smaller student trained on the teacher over simulator rollouts (DAgger)")
+    dis.add_argument("model", type=Path, help="the teacher")
+    dis.add_argument("--out", type=Path, required=True)
+    dis.add_argument("--width", type=float, default=0.5, help="fraction of the teacher's channels the student keeps")
+    dis.add_argument("--student", type=Path, help="start from this model file instead")
+    dis.add_argument("--rounds", type=int, default=3, help="DAgger rounds after the teacher-driven one")
+    dis.add_argument("--episodes", type=int, default=30, help="simulator episodes per round")
+    dis.add_argument("--epochs", type=int, default=3, help="epochs after each round")
     ben = sub.add_parser("benchmark", help="one side-by-side table of size, latency and success rate")
     ben.add_argument("models", type=Path, nargs="+")
     ben.add_argument("--episodes", type=int, default=0, help="episodes per phrasing (0: no success rate)")
@@ -78,6 +88,9 @@ def _run(args: argparse.Namespace) -> int:
         doc = quantize(args.model, args.out, args.method, args.calibration, args.tolerance)
     elif args.command == "prune":
         doc = prune(args.model, args.out, args.method, args.amount, args.demonstrations, args.epochs, args.lr)
+    elif args.command == "distill":
+        print(distill(args.model, args.out, args.width, args.student, args.rounds, args.episodes, args.epochs))
+        return 0
     elif args.command == "lineage":
         for entry in lineage_of(args.model):
             print(f"{entry['file']}  {entry['name']} {entry['version']}  sha256 {entry['sha256'][:12]}…  "
