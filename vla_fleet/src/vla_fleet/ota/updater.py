@@ -170,6 +170,7 @@ class Updater:
                 verify_tree(self.releases / version)
             except (PackageError, OSError) as exc:
                 self._remove_release(version)
+                self._clean_staging()
                 self._end_journal()
                 self._report(UpdateState.FAILED, version, previous, 0.0, f"interrupted; unpacked copy bad: {exc}")
                 return None
