@@ -79,6 +79,9 @@ def test_full_queue_gets_503_while_busy_and_late_request_is_not_computed(image_p
                 assert refused.status_code == 503, refused.text
                 assert int(refused.headers["Retry-After"]) >= 1
                 assert "queue full" in refused.json()["error"]
+                ws_client = WebsocketClientPolicy(server.ws_host, server.ws_port)
+                with pytest.raises(RuntimeError, match="error 503: queue full"):
+                    ws_client.infer({"observation/image": np.zeros((64, 64, 3), np.uint8), "prompt": "go"})
                 assert stats.batches == 0  # answered while the model was still busy
                 queued_at = time.monotonic()
                 wait_until(lambda: time.monotonic() - queued_at > 0.2, TIMEOUT_S, "second request's deadline")
@@ -89,6 +92,7 @@ def test_full_queue_gets_503_while_busy_and_late_request_is_not_computed(image_p
         assert stats.items == 1 and stats.expired == 1
         text = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
         assert 'vla_cloud_requests_total{outcome="overloaded",transport="http"} 1.0' in text
+        assert 'vla_cloud_requests_total{outcome="overloaded",transport="ws"} 1.0' in text
         assert 'vla_cloud_requests_total{outcome="deadline",transport="http"} 1.0' in text
 
 
