@@ -125,3 +125,17 @@ def test_seed_feature_form_over_http_and_websocket(tmp_path):
         client = WebsocketClientPolicy(server.ws_host, server.ws_port)
         out = client.infer({"vision_features": vision, "language_features": language})
         np.testing.assert_allclose(out["actions"], actions, atol=1e-5)
+
+
+def test_batch_cap_halves_under_memory_pressure_and_says_so(image_policy, caplog):
+    # a 1 MB budget: the process's real RSS is far above 90 % of it, so every probe halves the cap
+    with running_server(image_policy, memory_limit_mb=1.0) as server:
+        def cap_after_a_request() -> int:
+            requests.post(server.http + "/infer", json=body(), timeout=TIMEOUT_S).raise_for_status()
+            return requests.get(server.http + "/health", timeout=TIMEOUT_S).json()["batch_cap"]
+
+        wait_until(lambda: cap_after_a_request() == 1, TIMEOUT_S, "batch cap down to 1")
+        text = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
+        assert "vla_cloud_batch_cap 1.0" in text
+        assert "vla_cloud_batch_cap_changes_total 4.0" in text  # 16 -> 8 -> 4 -> 2 -> 1
+        assert sum("batch cap" in r.getMessage() for r in caplog.records) == 4
