@@ -333,12 +333,15 @@ def test_hybrid_back_to_cloud_after_the_breaker_closes(make_cloud_controller, cl
         wait_until(lambda: not ctl.worker_busy, 10.0, "the worker")
     assert set(sources) == {"edge"} and cloud.infer_count() == 3
     cloud.behaviour = "ok"
+    breaker = ctl.runtime.cloud.policy.policy.breaker  # under the clamp and finite guard
     for _ in range(10):  # past the retry interval: a probe closes the breaker, chunks come from the cloud again
         t += 0.1
         ctl.submit_frame(_frame(t - 0.01))
         res = _run(ctl, clock, t)
         assert res.outcome is StepOutcome.ACTION
         wait_until(lambda: not ctl.worker_busy, 10.0, "the worker")
+        # the probe runs in the background, in wall time: let it answer before the next step
+        wait_until(lambda: breaker.state is not BreakerState.HALF_OPEN, 10.0, "the /health probe")
         if res.action.chunk.source == "cloud":
             break
     assert res.action.chunk.source == "cloud", "hybrid mode never went back to the cloud"
