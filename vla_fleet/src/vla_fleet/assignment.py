@@ -35,6 +35,7 @@ class Job:
     location: tuple[float, float] | None
     capabilities: frozenset[str]
     robot_id: str = ""               # only this robot may take it; empty = any
+    exclude: frozenset[str] = frozenset()  # robots that may not take it (it failed on them; see the manager)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class CostModel:
 
 
 def can_take(robot: Robot, job: Job) -> bool:
-    return job.capabilities <= robot.capabilities and (not job.robot_id or job.robot_id == robot.robot_id)
+    return (job.capabilities <= robot.capabilities and (not job.robot_id or job.robot_id == robot.robot_id)
+            and robot.robot_id not in job.exclude)
 
 
 def cost(robot: Robot, job: Job, model: CostModel) -> float:
@@ -96,6 +98,10 @@ def _costs(jobs: Sequence[Job], robots: Sequence[Robot], model: CostModel) -> tu
                 feasible[i, k] = True
         else:
             feasible[i] = mask
+        for robot_id in job.exclude:
+            k = index.get(robot_id)
+            if k is not None:
+                feasible[i, k] = False
     return matrix, feasible
 
 

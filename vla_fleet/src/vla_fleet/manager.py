@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -150,6 +151,8 @@ class FleetManager:
             raise TaskRejectedError("robot_id must be a string")
         params = _parse_parameters(parameters_json)
         location = self._location(params)
+        if location is None:
+            location = self.named_place(text)
         caps = params.get("capabilities", [])
         if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
             raise TaskRejectedError("parameters_json: 'capabilities' must be a list of non-empty strings")
@@ -420,16 +423,34 @@ class FleetManager:
         free_ids = {r.robot_id for r in free}
         takers: dict[frozenset[str], set[str]] = {}  # requirement set -> free robots that meet it
         for task in pending:
-            job = Job(task.id, task.priority, task.location, frozenset(task.capabilities), task.requested_robot)
+            job = Job(task.id, task.priority, task.location, frozenset(task.capabilities), task.requested_robot,
+                      self._retry_elsewhere(task))
             able = takers.get(job.capabilities)
             if able is None:
                 able = takers[job.capabilities] = {r.robot_id for r in free if job.capabilities <= r.capabilities}
             # a task no free robot can take does not crowd the round (it waits for a capable robot)
-            if (able and not job.robot_id) or (job.robot_id in able and job.robot_id in free_ids):
+            if (able - job.exclude and not job.robot_id) or (job.robot_id in able and job.robot_id in free_ids):
                 jobs.append(job)
                 if len(jobs) >= limit:
                     break
         return assign(jobs, free, self.cost_model)
+
+    def _retry_elsewhere(self, task: StoredTask) -> frozenset[str]:
+        """The robots a retried task may not go back to: those it failed on or was lost with, as long as
+        a capable robot it has not failed on is in service (available, busy or charging: it waits for
+        that one). A robot that got stuck on a task (boxed in, a target it cannot reach from where it
+        stands) would most likely fail the same way again; once every capable robot has tried, any may."""
+        if task.requested_robot or task.reasons_json == "[]":   # the common case, without parsing JSON
+            return frozenset()
+        failed = task.failed_on
+        if not failed:
+            return failed
+        need = frozenset(task.capabilities)
+        for robot_id, view in self.robots.items():
+            if (robot_id not in failed and not view.offline and need <= view.robot.capabilities
+                    and view.status not in (RobotState.ERROR, RobotState.OFFLINE)):
+                return failed
+        return frozenset()
 
     def _lost_reason(self, task: StoredTask, now: float) -> str:
         view = self.robots.get(task.robot_id)
@@ -450,6 +471,15 @@ class FleetManager:
         view = self.robots.get(robot_id)
         return view.current_task_id if view else ""
 
+    def named_place(self, description: str) -> tuple[float, float] | None:
+        """The location of the one known place a description names ("go to the red cube" names the place
+        `red cube`), whole words, any case; None when it names none or several (a place whose name is
+        part of a longer one named too counts once). Travel cost then picks the nearest robot."""
+        words = _words(description)
+        named = [p for p in self.places if _words(p).strip() and _words(p) in words]
+        named = [p for p in named if not any(p != q and _words(p) in _words(q) for q in named)]
+        return self.places[named[0]] if len(named) == 1 else None
+
     def _location(self, params: dict) -> tuple[float, float] | None:
         if "location" in params:
             loc = params["location"]
@@ -465,6 +495,14 @@ class FleetManager:
                 raise TaskRejectedError(f"parameters_json: unknown place {place!r:.40} (known: {known})")
             return self.places[place]
         return None
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> str:
+    """Lower-case words between single spaces, with a space at each end (for whole-word matching)."""
+    return " " + " ".join(_WORD.findall(text.lower())) + " "
 
 
 def _parse_parameters(text: str) -> dict:

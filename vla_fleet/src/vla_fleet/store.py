@@ -86,6 +86,17 @@ class StoredTask:
         return json.loads(self.reasons_json)
 
     @property
+    def failed_on(self) -> frozenset[str]:
+        """The robots this task failed on or was lost with: the reasons `<robot_id>: <why>` (a hand-back
+        reads `<robot_id> handed it back: ...`, an operator's `cancelled: ...`; robot ids hold no space)."""
+        robots = set()
+        for reason in self.reasons:
+            head, sep, _ = reason.partition(": ")
+            if sep and head and " " not in head and head != "cancelled":
+                robots.add(head)
+        return frozenset(robots)
+
+    @property
     def location(self) -> tuple[float, float] | None:
         return None if self.x is None or self.y is None else (self.x, self.y)
 

@@ -267,3 +267,65 @@ def test_robot_in_error_at_start_up_is_assigned_the_round_it_turns_available(db_
     assert mgr.store.get(task.id).state == PENDING
     status(mgr, "r1")
     assert [(t.id, t.robot_id) for t in mgr.tick(clock.t).assigned] == [(task.id, "r1")]
+
+
+def test_a_failed_task_is_retried_on_another_robot_while_one_is_in_service(db_url, clock):
+    """r1 got stuck on the task: the retry waits for r2 (busy) rather than go back to r1 (free, nearest),
+    and once every capable robot has failed it, any may try again."""
+    mgr = make(db_url, clock, max_retries=3)
+    other = mgr.submit("keep r2 busy", 0, robot_id="r2")
+    t = mgr.submit("go", 1, parameters_json='{"location": [0.0, 0.0]}')
+    status(mgr, "r2", x=9.0)
+    assert [c.id for c in mgr.tick(clock.t).assigned] == [other.id]
+    status(mgr, "r2", state="busy", x=9.0, task=other.id)
+    status(mgr, "r1")
+    assert [c.id for c in mgr.tick(clock.t).assigned] == [t.id]
+    assert feedback(mgr, "r1", t.id, "failed", "not done within 60 s") == PENDING
+    for _ in range(3):                                  # r1 free and nearest, r2 busy: the task waits
+        clock.t += 1
+        status(mgr, "r1")
+        status(mgr, "r2", state="busy", x=9.0, task=other.id)
+        assert mgr.tick(clock.t).assigned == []
+    assert mgr.store.get(t.id).state == PENDING
+    feedback(mgr, "r2", other.id, "succeeded")
+    clock.t += 1
+    status(mgr, "r1")
+    status(mgr, "r2", x=9.0)
+    [claimed] = mgr.tick(clock.t).assigned
+    assert (claimed.id, claimed.robot_id) == (t.id, "r2")
+    assert feedback(mgr, "r2", t.id, "failed", "boxed in") == PENDING
+    clock.t += 1
+    status(mgr, "r1")
+    status(mgr, "r2", x=9.0)
+    [claimed] = mgr.tick(clock.t).assigned              # both failed it: the nearest tries again
+    assert (claimed.id, claimed.robot_id) == (t.id, "r1")
+
+
+def test_a_robot_out_of_service_does_not_hold_a_retry(db_url, clock):
+    """The only other robot reports error: the retry goes back to the robot it failed on."""
+    mgr = make(db_url, clock, max_retries=2)
+    t = mgr.submit("go", 1)
+    status(mgr, "r2", state="error")
+    status(mgr, "r1")
+    [claimed] = mgr.tick(clock.t).assigned
+    assert feedback(mgr, "r1", claimed.id, "failed", "stuck") == PENDING
+    clock.t += 1
+    status(mgr, "r2", state="error")
+    status(mgr, "r1")
+    [claimed] = mgr.tick(clock.t).assigned
+    assert (claimed.id, claimed.robot_id) == (t.id, "r1")
+
+
+def test_a_description_naming_one_known_place_takes_its_location(db_url, clock):
+    mgr = make(db_url, clock)
+    mgr.set_places({"red cube": (3.0, 0.0), "blue ball": (-3.0, 0.0), "ball": (0.0, 9.0)})
+    assert mgr.submit("Go to the RED cube!", 1).location == (3.0, 0.0)
+    assert mgr.submit("go to the blue ball", 1).location == (-3.0, 0.0)    # not also `ball`
+    assert mgr.submit("go to the red cube, then the blue ball", 1).location is None
+    assert mgr.submit("go to the redcube", 1).location is None
+    assert mgr.submit("go to the cube", 1, parameters_json='{"location": [1.0, 2.0]}').location == (1.0, 2.0)
+    # the nearest robot takes it
+    status(mgr, "west", x=-3.0)
+    status(mgr, "east", x=3.0)
+    assigned = {c.description: c.robot_id for c in mgr.tick(clock.t).assigned}
+    assert assigned["Go to the RED cube!"] == "east"
