@@ -10,8 +10,9 @@ restarted chunks come from the cloud again. Node-side times are ROS time (the si
 only the server's start-up, a separate process, is waited for in wall time.
 """
 
-import os
+import ctypes
 import signal
+import subprocess
 import tempfile
 import threading
 import unittest
@@ -24,7 +25,7 @@ import rostest
 from std_msgs.msg import String
 
 from vla_msgs import json_forms, names
-from vla_msgs.launching import ProcessGroup, free_port
+from vla_msgs.launching import free_port
 from vla_msgs.msg import Action
 from vla_msgs.waiting import wait_until
 
@@ -34,36 +35,53 @@ EDGE_ACTIONS_AFTER_KILL = 30   # actions after the kill, all of them judged
 SERVER_START_WALL_S = 240.0    # torch and the sentence model load in ~30 s on a loaded 2-core machine
 
 
+LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the forked child only makes the call
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: SIGKILL when this test process ends however it ends (a rostest
+    time limit included), so that no server outlives the test and holds its port."""
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class CloudServerProcess:
+    """`python -m vla_edge.cloud` as a child of this test, in its process group."""
+
     def __init__(self, model: str, port: int, log_dir: Path):
         self.model, self.port, self.log_dir = model, port, log_dir
-        self.group: ProcessGroup | None = None
-        self.starts = 0
+        self.proc: subprocess.Popen | None = None
+        self.log: Path | None = None
 
     def start(self) -> None:
-        self.starts += 1
-        self.group = ProcessGroup(
-            ["python3", "-m", "vla_edge.cloud", "--model", self.model, "--host", "127.0.0.1",
-             "--http-port", str(self.port), "--ws-port", str(free_port()), "--torch-threads", "1"],
-            self.log_dir / f"cloud_server_{self.starts}.log")
+        self.log = self.log_dir / f"cloud_server_{len(list(self.log_dir.iterdir())) + 1}.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                ["python3", "-m", "vla_edge.cloud", "--model", self.model, "--host", "127.0.0.1",
+                 "--http-port", str(self.port), "--ws-port", str(free_port()), "--torch-threads", "1"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         wait_until(self._healthy, SERVER_START_WALL_S, "the cloud server's /health",
                    wall_limit_s=SERVER_START_WALL_S)
 
     def _healthy(self) -> bool:
-        if not self.group.alive():
-            raise AssertionError(f"cloud server exited:\n{self.group.tail()}")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"cloud server exited:\n{self.log.read_text(errors='replace')[-3000:]}")
         try:
             return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=1.0).status_code == 200
         except requests.RequestException:
             return False
 
     def kill(self) -> None:
-        os.killpg(self.group.proc.pid, signal.SIGKILL)  # as a crash: no graceful shutdown, sockets reset
-        self.group.stop()
+        self.proc.kill()  # SIGKILL, as a crash: no graceful shutdown, the kernel resets its sockets
+        self.proc.wait(30.0)
 
     def stop(self) -> None:
-        if self.group is not None and self.group.alive():
-            self.group.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20.0)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 class HybridFailover(unittest.TestCase):

@@ -8,8 +8,9 @@ an unknown mode is refused and the mode in force kept. Waits are on ROS time, ex
 (a separate process) in wall time.
 """
 
-import os
+import ctypes
 import signal
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -24,12 +25,19 @@ from geometry_msgs.msg import Twist
 from std_msgs.msg import String
 
 from vla_msgs import json_forms, names
-from vla_msgs.launching import ProcessGroup, free_port
+from vla_msgs.launching import free_port
 from vla_msgs.msg import Action
 from vla_msgs.srv import SetMode
 from vla_msgs.waiting import wait_until
 
 SERVER_START_WALL_S = 240.0
+LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the forked child only makes the call
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: SIGKILL when this test ends however it ends (a time limit too)."""
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 STARVED_WHILE_STOPPED = 10   # control steps without an action that show the robot is held stopped
 
 
@@ -42,22 +50,26 @@ class CloudModes(unittest.TestCase):
         url = rospy.get_param(names.INFERENCE_NODE + "/cloud_url")
         model = rospy.get_param(names.INFERENCE_NODE + "/model_path")
         port = urlparse(url).port
-        server = ProcessGroup([sys.executable, "-m", "vla_edge.cloud", "--model", model, "--host", "127.0.0.1",
-                               "--http-port", str(port), "--ws-port", str(free_port()), "--torch-threads", "1"],
-                              Path(tempfile.mkdtemp(prefix="vla_cloud_modes_")) / "server.log")
+        self.log = Path(tempfile.mkdtemp(prefix="vla_cloud_modes_")) / "server.log"
+        with self.log.open("w") as out:
+            server = subprocess.Popen([sys.executable, "-m", "vla_edge.cloud", "--model", model, "--host", "127.0.0.1",
+                                       "--http-port", str(port), "--ws-port", str(free_port()), "--torch-threads", "1"],
+                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent)
         try:
             self._run(server, port)
         finally:
-            server.stop()
+            server.kill()
+            server.wait(30.0)
 
-    def _healthy(self, server: ProcessGroup, port: int) -> bool:
-        self.assertTrue(server.alive(), f"cloud server exited:\n{server.tail()}")
+    def _healthy(self, server: subprocess.Popen, port: int) -> bool:
+        self.assertIsNone(server.poll(), f"cloud server exited:\n{self.log.read_text(errors='replace')[-3000:]}")
         try:
             return requests.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200
         except requests.RequestException:
             return False
 
-    def _run(self, server: ProcessGroup, port: int) -> None:
+    def _run(self, server: subprocess.Popen, port: int) -> None:
         actions = Recorder(names.ACTION, Action)
         commands = Recorder(names.CMD_VEL_VLA, Twist)
         results = Recorder(names.CLOUD_RESULT, String)
@@ -81,7 +93,7 @@ class CloudModes(unittest.TestCase):
                        "a cloud action in cloud mode", clock=rospy.get_time)
             first_cloud = next(i for i, m in enumerate(actions.snapshot()) if i >= cloud_mark and m.source == "cloud")
 
-            os.killpg(server.proc.pid, signal.SIGKILL)  # a crash: connections reset, then refused
+            server.kill()  # SIGKILL, a crash: connections reset, then refused
             before = perf.wait_for(lambda d: d["mode"] == "cloud", 30.0, "vla_performance in cloud mode")
             held = perf.wait_for(lambda d: d["starved_steps"] >= before["starved_steps"] + STARVED_WHILE_STOPPED,
                                  60.0, f"{STARVED_WHILE_STOPPED} steps without an action after the kill")
