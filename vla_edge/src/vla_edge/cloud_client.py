@@ -80,7 +80,6 @@ class CircuitBreaker:
         self._failures = 0
         self._backoff_s = retry_s
         self._next_probe_s = math.inf
-        self.opened_count = 0
 
     @property
     def state(self) -> BreakerState:
@@ -121,7 +120,6 @@ class CircuitBreaker:
             if self._failures >= self.failure_threshold:
                 self._state = BreakerState.OPEN
                 self._next_probe_s = now + self._backoff_s
-                self.opened_count += 1
                 LOG.warning("cloud server failed %d times in a row: breaker open, next /health probe in %.2g s",
                             self._failures, self._backoff_s)
 
@@ -141,7 +139,7 @@ class CloudClient:
     step is CloudPolicy's business."""
 
     def __init__(self, url: str, *, token: str = "", ca_file: str = "", connect_timeout_s: float = 0.2,
-                 read_timeout_s: float = 1.0, jpeg_quality: int = 85, pool_size: int = 2,
+                 read_timeout_s: float = 1.0, jpeg_quality: int = 90, pool_size: int = 2,
                  session: requests.Session | None = None):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"~cloud_url must start with http:// or https://, got {url!r}")
