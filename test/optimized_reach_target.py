@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""An optimised policy (by default the shipped reference_policy_fast.onnx), run by inference_node through
+safety_node, is the one the node loaded (its sidecar's version in vla/inference_stats) and reaches the
+named object in at least ~required of ~episodes seeded episodes — edge_reach_target's episodes, judged
+the same way (reach_episode), on the simulator's clock.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import rospy
+import rostest
+from std_msgs.msg import String
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edge_reach_target import FIRST_SEED, STARTUP_S, TARGETS, ReachTarget
+
+from vla_msgs import names
+from vla_msgs.srv import ResetSim
+
+
+class OptimizedReachTarget(ReachTarget):
+    def test_reaches_named_object(self):
+        model = Path(rospy.get_param("~model_path"))
+        episodes, required = int(rospy.get_param("~episodes")), int(rospy.get_param("~required"))
+        version = json.loads(model.with_suffix(".json").read_text())["version"]
+        self._wait(lambda: self.state is not None and self.stats is not None and self.tasks.get_num_connections() >= 2,
+                   STARTUP_S, "the stack (sim/state, inference stats, task_command subscribers)")
+        self.assertEqual(self.stats.model_version, version, f"inference_node runs another model than {model.name}")
+        rospy.wait_for_service(names.SIM_RESET, timeout=30.0)
+        reset = rospy.ServiceProxy(names.SIM_RESET, ResetSim)
+        results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e) for e in range(episodes)]
+        self.tasks.publish(String(data="standby"))
+        self.assertGreaterEqual(sum(results), required, f"{model.name} reached {sum(results)}/{episodes}: {results}")
+
+
+if __name__ == "__main__":
+    rospy.init_node("optimized_reach_target")
+    rostest.rosrun("vla_deployment", "optimized_reach_target", OptimizedReachTarget)

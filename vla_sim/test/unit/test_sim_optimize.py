@@ -1,0 +1,55 @@
+"""vla_sim's side of the optimisation toolkit: observations recorded from the simulator, distillation over
+rollouts, and the shipped fast variant's lineage back to the reference policy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vla_edge.optimize.lineage import OptimizeError, lineage_of
+from vla_edge.optimize.prune import prune
+from vla_edge.policy import load_policy
+from vla_edge.spec import sha256_file
+from vla_sim import resources
+from vla_sim.distill import distill
+from vla_sim.observations import record
+from vla_sim.policy import CHUNK_LENGTH, LANGUAGE_DIM
+
+
+def test_recorded_observations_have_the_model_shapes_and_expert_labels():
+    images, language, actions = record(episodes=1, first_seed=50_001, every=10)  # 50000 starts within reach
+    n = len(images)
+    assert n >= 1 and images.shape == (n, 3, 96, 96) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert language.shape == (n, LANGUAGE_DIM) and np.allclose(np.linalg.norm(language, axis=1), 1.0, atol=1e-3)
+    assert actions.shape == (n, CHUNK_LENGTH, 6) and np.all(actions[:, :, 2:5] == 0.0)
+    assert np.any(actions[:, 0, 0] != 0.0)  # the expert drives
+
+
+def test_distilled_student_is_smaller_and_names_the_teacher(tmp_path):
+    teacher = resources.model_path()
+    student = tmp_path / "student.pt"
+    prune(teacher, student, "channels", 0.5, None, epochs=0)
+    out = tmp_path / "distilled.pt"
+    doc = distill(teacher, student, out, rounds=0, episodes=1, epochs=1, lr=1e-3)
+    policy = load_policy(out, "cpu")
+    assert policy.module.conv2.weight.shape[0] == 32  # the student's width, not the teacher's 64
+    assert doc["parent"]["sha256"] == sha256_file(teacher) and doc["optimization"]["method"] == "distill"
+    assert doc["optimization"]["rounds"][0]["frames"] > 0
+    with pytest.raises(OptimizeError, match="exists"):
+        distill(teacher, student, out, rounds=0, episodes=1, epochs=1, lr=1e-3)
+
+
+def test_shipped_fast_variant_follows_back_to_the_reference():
+    fast = resources.share_dir() / "models" / "reference_policy_fast.onnx"
+    chain = lineage_of(fast)
+    assert [c["verified"] for c in chain] == [True, True]
+    assert chain[-1]["sha256"] == sha256_file(resources.model_path())
+    side = json.loads(fast.with_suffix(".json").read_text())
+    assert side["format"] == "onnx" and side["sha256"] == sha256_file(fast)
+    evaluation = side["evaluation"]
+    for key in ("success_seen", "success_unseen"):  # the aim: at most 5 points below the reference
+        phrasing = "seen_phrasing" if key == "success_seen" else "unseen_paraphrases"
+        assert evaluation[phrasing]["success_rate"] >= evaluation["reference_same_seeds"][key] - 0.05
+    assert side["benchmark"]["speedup_batch1_p50"] >= 2.0
+    assert load_policy(fast, "cpu").spec.version == side["version"]
