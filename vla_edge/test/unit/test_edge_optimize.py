@@ -57,13 +57,18 @@ def test_onnx_export_round_trip_agrees_and_loads_through_load_policy(conv, tmp_p
     assert doc["optimization"]["opset"] == 17 and doc["optimization"]["measured"]["max_abs_diff"] <= 1e-4
 
 
-@pytest.mark.parametrize("mode", ["frozen", "traced"])
-def test_torchscript_export_round_trip_agrees(conv, tmp_path, mode):
-    out = tmp_path / f"conv_{mode}.pt"
-    export_torchscript(conv, out, mode)
+def test_frozen_torchscript_export_round_trip_agrees(conv, tmp_path):
+    out = tmp_path / "conv_frozen.pt"
+    export_torchscript(conv, out, "frozen")
     policy = load_policy(out, "cpu")
     assert isinstance(policy, TorchScriptPolicy)
     assert _max_diff(load_policy(conv, "cpu"), policy) <= 1e-5
+
+
+def test_tracing_a_torchscript_file_is_refused_as_a_no_op(conv, tmp_path):
+    with pytest.raises(OptimizeError, match=r"python -m vla_sim\.export --mode traced"):
+        export_torchscript(conv, tmp_path / "traced.pt", "traced")
+    assert not (tmp_path / "traced.pt").exists()
 
 
 @pytest.mark.parametrize("method,suffix", [("torch-dynamic", ".pt"), ("torch-static", ".pt"),

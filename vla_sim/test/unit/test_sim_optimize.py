@@ -12,6 +12,7 @@ from vla_edge.policy import load_policy
 from vla_edge.spec import sha256_file
 from vla_sim import resources
 from vla_sim.distill import distill
+from vla_sim.export import export
 from vla_sim.observations import record
 from vla_sim.policy import CHUNK_LENGTH, LANGUAGE_DIM
 
@@ -53,3 +54,13 @@ def test_shipped_fast_variant_follows_back_to_the_reference():
         assert evaluation[phrasing]["success_rate"] >= evaluation["reference_same_seeds"][key] - 0.05
     assert side["benchmark"]["speedup_batch1_p50"] >= 2.0
     assert load_policy(fast, "cpu").spec.version == side["version"]
+
+
+@pytest.mark.parametrize("mode", ["scripted", "traced"])
+def test_scripted_and_traced_exports_agree_with_the_eager_network(tmp_path, mode):
+    out = tmp_path / f"{mode}.pt"
+    doc = export(resources.model_path(), out, mode)
+    assert doc["optimization"]["max_abs_diff_to_eager"] <= 1e-5
+    assert doc["optimization"]["measured"]["max_abs_diff"] <= 1e-5  # and with the shipped file
+    assert load_policy(out, "cpu").forward_batch(np.zeros((3, 3, 96, 96), np.float32),
+                                                  np.zeros((3, LANGUAGE_DIM), np.float32)).shape == (3, CHUNK_LENGTH, 6)

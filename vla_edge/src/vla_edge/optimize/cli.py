@@ -1,7 +1,7 @@
 """The command line of the toolkit: `python -m vla_edge.optimize <command>` (or `rosrun vla_edge optimize`).
 
     export onnx MODEL --out OUT.onnx [--opset 17] [--tolerance 1e-4] [--calibration C.npz]
-    export torchscript MODEL --out OUT.pt [--mode frozen|traced] [--calibration C.npz]
+    export torchscript MODEL --out OUT.pt [--calibration C.npz]   (frozen; tracing: python -m vla_sim.export)
     quantize MODEL --method torch-dynamic|torch-static|onnx-dynamic|onnx-static|onnx-fp16 --out OUT
              [--calibration C.npz] [--tolerance T]
     prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 3] [--lr 3e-4]

@@ -1,8 +1,10 @@
-"""`export`: the same network as TorchScript (scripted and frozen, or traced) or as ONNX for onnxruntime
-(and, through it, TensorRT), each checked against the input model's outputs within a tolerance.
+"""`export`: the same network as frozen TorchScript or as ONNX for onnxruntime (and, through it, TensorRT),
+each checked against the input model's outputs within a tolerance.
 
-The reference of every check is the input model as the runtime runs it (for the shipped policy: its
-scripted eager network), fed the calibration set when one is given, else random spec-shaped inputs.
+The reference of every check is the input model as the runtime runs it, fed the calibration set when
+one is given, else random spec-shaped inputs. Scripting and tracing start from an eager network, which
+a contract file does not hold: for the reference policy `python -m vla_sim.export --mode scripted|traced`
+does it from `VlaPolicyNet`, checked against the eager outputs, through this package's writer.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def write_onnx(module: torch.jit.ScriptModule, names: tuple[str, str], obs: Obse
 
 def export_torchscript(model: str | Path, output: str | Path, mode: str = "frozen",
                        calibration: str | Path | None = None) -> dict:
-    """Frozen (parameters inlined, inference passes applied) or traced TorchScript. Returns the sidecar."""
+    """Frozen TorchScript (parameters and attributes inlined as constants). Returns the sidecar."""
+    if mode == "traced":
+        raise OptimizeError("torch.jit.trace of a TorchScript file only wraps the scripted module: a trace starts "
+                            "from the eager network (for the reference policy: python -m vla_sim.export --mode traced)")
     if mode not in TORCHSCRIPT_MODES:
         raise OptimizeError(f"torchscript mode {mode!r} is not one of {', '.join(TORCHSCRIPT_MODES)}")
     source = read_source(model)
@@ -85,8 +90,7 @@ def export_torchscript(model: str | Path, output: str | Path, mode: str = "froze
 
     def write(path: Path) -> None:
         with torch.inference_mode():
-            built = torch.jit.trace(module, _example(obs), check_trace=False) if mode == "traced" \
-                else torch.jit.freeze(module)
+            built = torch.jit.freeze(module)
         built.save(str(path))
 
     def sidecar(sha: str, measured: dict) -> dict:
