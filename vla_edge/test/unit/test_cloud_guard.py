@@ -139,3 +139,22 @@ def test_batch_cap_halves_under_memory_pressure_and_says_so(image_policy, caplog
         assert "vla_cloud_batch_cap 1.0" in text
         assert "vla_cloud_batch_cap_changes_total 4.0" in text  # 16 -> 8 -> 4 -> 2 -> 1
         assert sum("batch cap" in r.getMessage() for r in caplog.records) == 4
+
+
+def test_client_deadline_shortens_the_servers(image_policy):
+    with running_server(image_policy, deadline_ms=60000.0) as server:
+        batcher = server.service.batcher
+        url = server.http + "/infer"
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            with image_policy.encoder._lock:  # the worker held in its first batch, as above
+                busy = pool.submit(requests.post, url, json=body(1), timeout=120)
+                wait_until(lambda: batcher.in_flight == 1, TIMEOUT_S, "first request in the worker")
+                hurried = pool.submit(requests.post, url, json={**body(2), "deadline_ms": 20}, timeout=120)
+                wait_until(lambda: batcher.depth == 1, TIMEOUT_S, "second request queued")
+                queued_at = time.monotonic()
+                wait_until(lambda: time.monotonic() - queued_at > 0.1, TIMEOUT_S, "its 20 ms deadline")
+            assert busy.result().status_code == 200
+            assert hurried.result().status_code == 504
+        assert batcher.stats.items == 1
+        bad = requests.post(url, json={**body(3), "deadline_ms": -1}, timeout=TIMEOUT_S)
+        assert bad.status_code == 400 and "deadline_ms" in bad.json()["error"]

@@ -2,7 +2,8 @@
 
 `POST /infer` takes the seed's feature form (`vision_features`, `language_features`, `timestamp`) or
 an image form (`image`: base64 JPEG or PNG, `instruction`); it answers `actions` [chunk][6],
-`model_version`, `inference_ms`. `POST /batch_infer` takes `{"requests": [...]}` and answers
+`model_version`, `inference_ms`; an optional `deadline_ms` shortens the server's deadline for that
+request. `POST /batch_infer` takes `{"requests": [...]}` and answers
 `{"results": [...]}` in request order, each an answer or `{"error": reason, "status": code}`.
 The WebSocket side speaks openpi's protocol (`observation/image`, `prompt`; see `codec`).
 """
@@ -48,6 +49,7 @@ class Observation:
     instruction: str | None = None
     vision_features: np.ndarray | None = None   # [512] float32
     language_features: np.ndarray | None = None  # [512] float32
+    deadline_ms: float | None = None            # the client's own deadline, if shorter than the server's
 
     @property
     def is_features(self) -> bool:
@@ -88,9 +90,14 @@ def encode_image(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> str:
     return base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def infer_request(rgb: np.ndarray, instruction: str, timestamp: float, quality: int = 90) -> dict:
-    """The image form of a `POST /infer` body."""
-    return {"image": encode_image(rgb, "jpeg", quality), "instruction": instruction, "timestamp": timestamp}
+def infer_request(rgb: np.ndarray, instruction: str, timestamp: float, quality: int = 90,
+                  deadline_ms: float | None = None) -> dict:
+    """The image form of a `POST /infer` body; with `deadline_ms` the server drops the request, uncomputed,
+    once it has waited that long (the client has given up on it by then)."""
+    body = {"image": encode_image(rgb, "jpeg", quality), "instruction": instruction, "timestamp": timestamp}
+    if deadline_ms is not None:
+        body["deadline_ms"] = deadline_ms
+    return body
 
 
 def _features(doc: dict, key: str) -> np.ndarray:
@@ -122,11 +129,16 @@ def parse_infer_request(doc: Any) -> Observation:
     if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float))
                                   or not math.isfinite(timestamp)):
         raise RequestError("field timestamp must be a number (Unix seconds)")
+    deadline_ms = doc.get("deadline_ms")
+    if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
+                                    or not 0 < deadline_ms < math.inf):
+        raise RequestError("field deadline_ms must be a positive number of milliseconds")
     if "image" in doc:
-        return Observation(rgb=decode_image(doc["image"]), instruction=check_instruction(doc.get("instruction")))
+        return Observation(rgb=decode_image(doc["image"]), instruction=check_instruction(doc.get("instruction")),
+                           deadline_ms=deadline_ms)
     if "vision_features" in doc or "language_features" in doc:
         return Observation(vision_features=_features(doc, "vision_features"),
-                           language_features=_features(doc, "language_features"))
+                           language_features=_features(doc, "language_features"), deadline_ms=deadline_ms)
     raise RequestError("request needs image + instruction, or vision_features + language_features")
 
 

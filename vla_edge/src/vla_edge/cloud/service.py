@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -79,7 +80,7 @@ class CloudService:
         """One request through the batcher. Raises RequestError, OverloadedError, DeadlineExceededError, or the
         policy's error for this sample."""
         self.served.check(obs)
-        deadline_s = self.config.deadline_ms / 1000.0
+        deadline_s = min(self.config.deadline_ms, obs.deadline_ms or math.inf) / 1000.0
         future = self.batcher.submit(obs, deadline_s)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), deadline_s + FORWARD_GRACE_S)
