@@ -29,6 +29,7 @@ from std_msgs.msg import String
 from vla_msgs import names
 from vla_msgs.srv import ListTasks, SubmitTask
 from vla_msgs.tasks import normalise
+from vla_msgs.waiting import WaitTimeout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_watch import TARGETS, FleetWatch
@@ -93,10 +94,17 @@ class FleetSystem(unittest.TestCase):
             description = f"go to the {TARGETS[i % len(TARGETS)]}"
             descriptions[self._submit(description, priority=1)] = description
         self.assertEqual(len(descriptions), TASKS, "task ids collide")
-        w.wait(lambda: all(self._state(t) in ("succeeded", "failed", "cancelled") for t in descriptions),
-               TASK_S * TASKS / len(ROBOTS), f"{TASKS} tasks ending")
+        try:
+            w.wait(lambda: all(self._state(t) in ("succeeded", "failed", "cancelled") for t in descriptions),
+                   TASK_S * TASKS / len(ROBOTS), f"{TASKS} tasks ending")
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}: {[(descriptions[t], self._state(t)) for t in descriptions]}\n"
+                                 + w.explain(since=rospy.get_time() - 120.0)) from None
         states = {t: self._state(t) for t in descriptions}
-        self.assertEqual(set(states.values()), {"succeeded"}, states)
+        failed_at = [t for f, t in zip(w.feedback, w.feedback_at, strict=True) if f["state"] == "failed"]
+        self.assertEqual(set(states.values()), {"succeeded"},
+                         f"{ {t: (descriptions[t], s) for t, s in states.items()} }\n"
+                         + w.explain(since=min(failed_at, default=0.0) - 65.0))
         ran_on = {t: self._assert_succeeded_once(t, d) for t, d in descriptions.items()}
         print(f"tasks per robot: { {r: list(ran_on.values()).count(r) for r in ROBOTS} }", flush=True)
         self._assert_one_robot_at_a_time(descriptions)

@@ -27,6 +27,8 @@ class FleetWatch:
         self.sim: dict | None = None                  # newest sim/state
         self.feedback_at: list[float] = []            # ROS time each feedback arrived
         self.reached_at: dict[tuple[str, str], float] = {}  # (robot, task text) -> first sim time seen reached
+        # A trace for the failure message: each robot's pose, target and distance once a simulated second.
+        self.trace: list[tuple[float, dict]] = []
         rospy.Subscriber(names.ROBOT_STATUS_JSON, String, self._on_status, queue_size=50)
         rospy.Subscriber(names.TASK_FEEDBACK, String, self._on_feedback, queue_size=200)
         rospy.Subscriber(sim_state_topic, String, self._on_sim, queue_size=1, buff_size=1 << 20)
@@ -49,6 +51,10 @@ class FleetWatch:
             for robot_id, robot in doc["robots"].items():
                 if robot.get("reached") is True and robot.get("task"):
                     self.reached_at.setdefault((robot_id, robot["task"]), doc["timestamp"])
+            if not self.trace or doc["timestamp"] >= self.trace[-1][0] + 1.0:
+                self.trace.append((doc["timestamp"], {
+                    rid: (r.get("x"), r.get("y"), r.get("target"), r.get("distance_to_target"), r.get("collisions"))
+                    for rid, r in doc["robots"].items()}))
 
     # ---- queries ---------------------------------------------------------------------------------
     def robot_status(self, robot_id: str) -> dict:
@@ -80,6 +86,19 @@ class FleetWatch:
         with self.lock:
             objects = [o for o in self.sim["objects"] if o["name"] in TARGETS and o["name"] not in exclude]
         return min(objects, key=lambda o: math.hypot(o["x"] - robot["x"], o["y"] - robot["y"]))["name"]
+
+    def explain(self, since: float = 0.0) -> str:
+        """The objects, then each robot's pose, target, distance and collisions once a simulated
+        second from `since`: what a failure message needs to tell a blocked robot from a slow one."""
+        with self.lock:
+            objects = [(o["name"], o["x"], o["y"]) for o in (self.sim or {}).get("objects", [])]
+            trace = [(t, r) for t, r in self.trace if t >= since]
+        lines = ["objects: " + ", ".join(f"{n} ({x:.2f}, {y:.2f})" for n, x, y in objects)]
+        for t, robots in trace:
+            lines.append(f"t={t:.0f}: " + "; ".join(
+                f"{rid} ({x:.2f}, {y:.2f}) {target or '-'} d={d if d is None else round(d, 2)} c={c}"
+                for rid, (x, y, target, d, c) in sorted(robots.items())))
+        return "\n".join(lines)
 
     def wait(self, condition: Callable[[], object], timeout_s: float, what: str) -> object:
         return wait_until(condition, timeout_s, what, clock=rospy.get_time)
