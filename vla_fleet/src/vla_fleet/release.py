@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from vla_fleet.ota.package import MANIFEST_NAME, FileEntry, Manifest, PackageError, check_member_name, parse_version
-from vla_fleet.ota.signing import SignatureError, digest_file, keygen, load_signing_key, sign_digest
+from vla_fleet.ota.signing import SignatureError, keygen, load_signing_key, sign_file
 
 SIGNATURE_SUFFIX = ".sig"
 
@@ -81,7 +81,7 @@ def build(version: str, source: Path, key_file: Path, out: Path, min_version: st
             info.uname = info.gname = ""
             with open(path, "rb") as f:
                 tar.addfile(info, f)
-    signature = sign_digest(key, digest_file(partial))
+    signature = sign_file(key, partial)
     os.replace(partial, out)
     Path(str(out) + SIGNATURE_SUFFIX).write_text(signature + "\n")
     return manifest

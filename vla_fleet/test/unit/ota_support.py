@@ -17,7 +17,7 @@ from vla_fleet import release
 from vla_fleet.ota.download import ServerClient
 from vla_fleet.ota.package import FileEntry, Manifest
 from vla_fleet.ota.server import create_app
-from vla_fleet.ota.signing import digest_file, keygen, load_signing_key, load_verify_key, sign_digest
+from vla_fleet.ota.signing import keygen, load_signing_key, load_verify_key, sign_file
 from vla_fleet.ota.updater import Updater
 from vla_msgs.launching import free_port
 from vla_msgs.waiting import wait_until
@@ -57,7 +57,7 @@ def crafted(out: Path, keys: Keys, version: str, members: list[tarfile.TarInfo],
         tar.addfile(info, io.BytesIO(text))
         for member in members:
             tar.addfile(member, io.BytesIO(data[member.name]) if member.isfile() else None)
-    Path(str(out) + ".sig").write_text(sign_digest(load_signing_key(keys.private), digest_file(out)))
+    Path(str(out) + ".sig").write_text(sign_file(load_signing_key(keys.private), out))
     return out
 
 

@@ -4,6 +4,7 @@ rollback, and the staged rollout halting after its canary rolls back."""
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from ota_support import Keys, Server, build, crafted, snapshot, updater
 
 from vla_fleet import release
 from vla_fleet.ota.package import Caps, FileEntry, PackageError, verify_tree
-from vla_fleet.ota.signing import PUBLIC_KEY_NAME, SignatureError, digest_file, load_signing_key, verify_digest
+from vla_fleet.ota.signing import PUBLIC_KEY_NAME, SignatureError, digest_file, load_signing_key, verify_file
 from vla_fleet.ota.updater import CRASH_POINTS, UpdateError
 
 HERE = Path(__file__).resolve().parent
@@ -65,10 +66,13 @@ def test_keygen_and_build_sign_the_package(tmp_path, keys):
     with tarfile.open(pkg) as tar:
         names = tar.getnames()
     assert names[0] == "manifest.json" and "model/policy.pt" in names
-    verify_digest(keys.verify, digest_file(pkg), Path(str(pkg) + ".sig").read_text())
+    signature = Path(str(pkg) + ".sig").read_text()
+    verify_file(keys.verify, pkg, signature)
+    # plain Ed25519 over the package bytes (INTERFACES): libsodium's one-shot verify accepts it
+    keys.verify.verify(pkg.read_bytes(), base64.b64decode(signature))
     pkg.write_bytes(pkg.read_bytes() + b"x")
     with pytest.raises(SignatureError):
-        verify_digest(keys.verify, digest_file(pkg), Path(str(pkg) + ".sig").read_text())
+        verify_file(keys.verify, pkg, signature)
 
 
 def test_a_readable_private_key_is_refused(keys):
@@ -392,3 +396,24 @@ def test_a_broken_download_does_not_halt_the_rollout(tmp_path, keys, server, rob
     assert server.fleet()["rollouts"].get("1.1.0", {}).get("halted", "") == ""
     (tmp_path / package.name).rename(package)
     assert up.run(server.client(), "robot_1", loaded, passes).startswith("completed: 1.1.0")
+
+
+@pytest.mark.parametrize("size", [0, 1, 65, (1 << 20) + 7])
+def test_the_streamed_signature_is_plain_ed25519_over_the_bytes(tmp_path, size):
+    """Signed and verified in chunks, yet the very signature libsodium's one-shot crypto_sign makes."""
+    from nacl.signing import SigningKey
+
+    from vla_fleet.ota.signing import sign_file
+    key = SigningKey(bytes(range(32)))
+    data = bytes((i * 7 + size) % 251 for i in range(size))
+    path = _write(tmp_path / "pkg", data)
+    signature = sign_file(key, path)
+    assert base64.b64decode(signature) == key.sign(data).signature
+    verify_file(key.verify_key, path, signature)
+    other = SigningKey(bytes(range(1, 33)))
+    with pytest.raises(SignatureError):
+        verify_file(other.verify_key, path, signature)
+    forged = base64.b64decode(signature)
+    with pytest.raises(SignatureError):                 # S + L: the same point, a non-canonical scalar
+        big_s = (int.from_bytes(forged[32:], "little") + 2 ** 252 + 27742317777372353535851937790883648493)
+        verify_file(key.verify_key, path, base64.b64encode(forged[:32] + big_s.to_bytes(32, "little")).decode())

@@ -36,7 +36,7 @@ from vla_fleet.ota.package import (
     unpack,
     verify_tree,
 )
-from vla_fleet.ota.signing import SignatureError, digest_file, verify_digest
+from vla_fleet.ota.signing import SignatureError, digest_file, verify_file
 from vla_msgs.states import UpdateState
 
 _log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class Updater:
             raise UpdateError(f"refused {offer.version}: sha256 {digests.sha256} differs from the declared "
                               f"{offer.checksum}")
         try:
-            verify_digest(self.verify_key, digests, offer.signature)
+            verify_file(self.verify_key, package, offer.signature)
         except SignatureError as exc:
             raise UpdateError(f"refused {offer.version}: {exc}") from exc
         manifest = read_manifest(package)
