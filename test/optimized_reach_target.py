@@ -2,11 +2,14 @@
 """An optimised policy (by default the shipped reference_policy_fast.onnx), run by inference_node through
 safety_node, is the one the node loaded (its sidecar's version in vla/inference_stats) and reaches the
 named object in at least ~required of ~episodes seeded episodes — edge_reach_target's episodes, judged
-the same way (reach_episode), on the simulator's clock.
+the same way (reach_episode), on the simulator's clock. Then a torch int8 variant (dynamic, linear
+layers) is built from the reference by vla_edge.optimize, hot-swapped in through
+inference_node/load_model, and reaches at least ~swap_required of ~swap_episodes further episodes.
 """
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import rospy
@@ -15,7 +18,9 @@ from std_msgs.msg import String
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edge_reach_target import FIRST_SEED, STARTUP_S, TARGETS, ReachTarget
+from std_srvs.srv import Trigger
 
+from vla_edge.optimize.quantize import quantize
 from vla_msgs import names
 from vla_msgs.srv import ResetSim
 
@@ -33,6 +38,24 @@ class OptimizedReachTarget(ReachTarget):
         results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e) for e in range(episodes)]
         self.tasks.publish(String(data="standby"))
         self.assertGreaterEqual(sum(results), required, f"{model.name} reached {sum(results)}/{episodes}: {results}")
+        self._swap_to_int8(reset, first=episodes)
+
+    def _swap_to_int8(self, reset, first: int):
+        swap_episodes, swap_required = int(rospy.get_param("~swap_episodes")), int(rospy.get_param("~swap_required"))
+        reference = Path(rospy.get_param("~reference_path"))
+        with tempfile.TemporaryDirectory(prefix="optimized_reach_") as tmp:
+            int8 = Path(tmp) / "reference_policy_int8_linear.pt"
+            version = quantize(reference, int8, "torch-dynamic")["version"]
+            rospy.set_param(names.INFERENCE_NODE + "/model_path", str(int8))
+            rospy.wait_for_service(names.INFERENCE_LOAD_MODEL, timeout=30.0)
+            answer = rospy.ServiceProxy(names.INFERENCE_LOAD_MODEL, Trigger)()
+            self.assertTrue(answer.success, answer.message)
+            self._wait(lambda: self.stats.model_version == version, 30.0, f"vla/inference_stats naming {version}")
+            results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e)
+                       for e in range(first, first + swap_episodes)]
+        self.tasks.publish(String(data="standby"))
+        self.assertGreaterEqual(sum(results), swap_required,
+                                f"{int8.name} reached {sum(results)}/{swap_episodes}: {results}")
 
 
 if __name__ == "__main__":
