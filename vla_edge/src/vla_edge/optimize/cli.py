@@ -36,13 +36,14 @@ REFUSED_EXIT_CODE = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vla_edge.optimize", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    exp = sub.add_parser("export", help="TorchScript (frozen or traced) or ONNX, checked against the input")
+    exp = sub.add_parser("export", help="frozen TorchScript or ONNX, checked against the input")
     exp.add_argument("target", choices=("onnx", "torchscript"))
     exp.add_argument("model", type=Path)
     exp.add_argument("--out", type=Path, required=True)
     exp.add_argument("--opset", type=int, default=ONNX_OPSET)
     exp.add_argument("--tolerance", type=float, default=ONNX_TOLERANCE, help="ONNX: largest |difference| allowed")
-    exp.add_argument("--mode", choices=TORCHSCRIPT_MODES, default="frozen")
+    exp.add_argument("--mode", choices=TORCHSCRIPT_MODES, default="frozen",
+                     help="traced is refused: trace the eager network (python -m vla_sim.export --mode traced)")
     exp.add_argument("--calibration", type=Path, help=".npz of recorded observations for the agreement check")
     qua = sub.add_parser("quantize", help="int8 (dynamic for linear layers, static for convolutions) or fp16")
     qua.add_argument("model", type=Path)
