@@ -12,6 +12,7 @@ comes and goes on a shared machine falls on all of them alike.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from vla_edge.optimize.measure import percentiles, timings_ms
 from vla_edge.policy import PolicyLoadError, configure_threads, finite_and_clamped, load_policy
 from vla_edge.spec import FORM_FEATURES, FORMAT_ONNX, sha256_file
 
+LOG = logging.getLogger(__name__)
 INSTRUCTION = "go to the red cube"
 EVAL_FIRST_SEED = 100_000  # vla_sim.evaluate's held-out seeds (>= 100000 are never trained on)
 _ROUNDS = 5
@@ -137,6 +139,9 @@ def benchmark(models: list[str | Path], calls: int = 300, threads: int = 1, epis
             try:
                 policy = load_policy(path, device)
             except PolicyLoadError as exc:
+                if device != "cpu":  # int8 torch kernels are CPU-only: that model has no CUDA row
+                    LOG.warning("%s: no %s row: %s", path.name, device, exc)
+                    continue
                 raise OptimizeError(f"cannot benchmark {path}: {exc}") from exc
             encoder = encoder_for(policy.spec, "cpu", current=encoder)
             rows.append(Row(model=path, device=device, policy=policy, size_mb=path.stat().st_size / 1e6,
