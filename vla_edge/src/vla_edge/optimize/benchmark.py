@@ -24,7 +24,14 @@ import torch
 from vla_edge.encoders import ImagePreprocessor, encoder_for, vision_features
 from vla_edge.optimize.lineage import OptimizeError
 from vla_edge.optimize.measure import percentiles, timings_ms
-from vla_edge.policy import PolicyLoadError, configure_threads, finite_and_clamped, load_policy
+from vla_edge.policy import (
+    OnnxPolicy,
+    PolicyLoadError,
+    TorchScriptPolicy,
+    configure_threads,
+    finite_and_clamped,
+    load_policy,
+)
 from vla_edge.spec import FORM_FEATURES, FORMAT_ONNX, sha256_file
 
 LOG = logging.getLogger(__name__)
@@ -37,7 +44,7 @@ _ROUNDS = 5
 class Row:
     model: Path
     device: str
-    policy: object
+    policy: TorchScriptPolicy | OnnxPolicy
     size_mb: float
     parameters: int
     times: dict = field(default_factory=lambda: {"e2e1": [], "fwd1": [], "e2e8": []})
@@ -52,7 +59,7 @@ def _tensor_elements(value: object) -> int:
     return 0
 
 
-def count_parameters(path: Path, policy) -> int:
+def count_parameters(path: Path, policy: TorchScriptPolicy | OnnxPolicy) -> int:
     """Stored weights, wherever they live: ONNX initializers; a TorchScript module's state, the tensor
     constants a frozen graph inlined and the int8 weights packed into quantised modules' script objects."""
     if policy.spec.model_format == FORMAT_ONNX:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vla_edge.optimize.inputs import Observations
+from vla_edge.policy import OnnxPolicy, TorchScriptPolicy
 
 
 def timings_ms(fn: Callable[[], object], calls: int, warmup: int = 10) -> np.ndarray:
@@ -27,13 +28,14 @@ def percentiles(times_ms: np.ndarray) -> dict:
             "p99_ms": round(float(np.percentile(times_ms, 99)), 4)}
 
 
-def forward_p50_ms(policy, obs: Observations, calls: int = 50) -> float:
+def forward_p50_ms(policy: TorchScriptPolicy | OnnxPolicy, obs: Observations, calls: int = 50) -> float:
     """Median batch-1 forward time: a rough figure for the sidecar (the benchmark command is the real measure)."""
     vision, language = obs.vision[:1], obs.language[:1]
     return round(float(np.median(timings_ms(lambda: policy.forward_batch(vision, language), calls))), 4)
 
 
-def agreement(reference, candidate, obs: Observations, batch: int = 8) -> dict:
+def agreement(reference: TorchScriptPolicy | OnnxPolicy, candidate: TorchScriptPolicy | OnnxPolicy,
+              obs: Observations, batch: int = 8) -> dict:
     """Largest and mean absolute difference of the two policies' action chunks over `obs`, in action units."""
     diffs = []
     for vision, language in obs.batches(batch):
