@@ -1,5 +1,6 @@
 """The ASGI application (FastAPI): the HTTP JSON API, `/metrics`, `/healthz` and the openpi WebSocket
-protocol at `/`, all over one CloudService. The same app runs under uvicorn and as Ray Serve's ingress.
+protocol at `/` (through `openpi_ws.OpenpiSession`), all over one CloudService. The same app runs under
+uvicorn on `--http-port` and as Ray Serve's ingress.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from vla_edge.cloud import codec
 from vla_edge.cloud.batching import OverloadedError
+from vla_edge.cloud.openpi_ws import OpenpiSession
 from vla_edge.cloud.protocol import (
     MAX_BATCH_REQUESTS,
     MAX_IMAGE_BYTES,
     RequestError,
     infer_response,
     parse_infer_request,
-    parse_ws_request,
 )
 from vla_edge.cloud.service import CloudService, outcome_of
 
@@ -130,31 +130,19 @@ def create_app(service: CloudService) -> FastAPI:
             await websocket.send_denial_response(_error(401, "missing or wrong token"))
             return
         await websocket.accept()
-        await websocket.send_bytes(codec.packb(service.metadata))
-        prev_total_ms = None
+        session = OpenpiSession(service)
+        await websocket.send_bytes(session.metadata())
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                start = time.perf_counter()
-                try:
-                    if message.get("bytes") is None:
-                        raise RequestError("requests are binary msgpack frames")
-                    obs = parse_ws_request(codec.unpackb(message["bytes"]))
-                    result = await service.infer(obs)
-                except Exception as exc:  # openpi's way: the reason as a text frame
-                    outcome, status = outcome_of(exc)
-                    service.count("ws", outcome, time.perf_counter() - start)
-                    await websocket.send_text(f"error {status}: {exc}")
-                    continue
-                timing = {"infer_ms": result["inference_ms"], "batch_size": result["batch_size"],
-                          "total_ms": (time.perf_counter() - start) * 1000.0}
-                if prev_total_ms is not None:
-                    timing["prev_total_ms"] = prev_total_ms
-                await websocket.send_bytes(codec.packb({"actions": result["actions"], "server_timing": timing}))
-                prev_total_ms = (time.perf_counter() - start) * 1000.0
-                service.count("ws", "ok", prev_total_ms / 1000.0)
+                frame = message["bytes"] if message.get("bytes") is not None else message.get("text", "")
+                reply = await session.handle(frame)
+                if isinstance(reply, bytes):
+                    await websocket.send_bytes(reply)
+                else:
+                    await websocket.send_text(reply)
         except WebSocketDisconnect:
             return
 

@@ -1,6 +1,6 @@
 """The command line and the process: `python -m vla_edge.cloud --model PATH ...` (or `rosrun vla_edge
-cloud_server`) loads the policy, then serves HTTP on `--http-port` and the openpi WebSocket on
-`--ws-port` with uvicorn (TLS with `--certfile/--keyfile`), or deploys on Ray Serve with
+cloud_server`) loads the policy, then serves HTTP on `--http-port` (uvicorn) and the openpi WebSocket
+on `--ws-port` (`websockets`), TLS with `--certfile/--keyfile`, or deploys on Ray Serve with
 `--ray-replicas N`. Prints one `ready` line on stdout when both ports accept connections.
 """
 
@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import re
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ import uvicorn
 from vla_edge.cloud.app import create_app
 from vla_edge.cloud.auth import TokenError
 from vla_edge.cloud.config import CloudServerConfig
+from vla_edge.cloud.openpi_ws import serve_openpi
 from vla_edge.cloud.service import CloudService
 from vla_edge.policy import PolicyLoadError
 from vla_monitoring.config import CONFIG_EXIT_CODE, ConfigError, build_config, spec_of
@@ -62,28 +64,47 @@ class _Uvicorn(uvicorn.Server):
 
 
 class CloudServer:
-    """Both uvicorn servers over one service, in one event loop. `run()` blocks; `start()` runs it in a
-    thread (tests, benches) and returns once both ports listen; `stop()` shuts both down."""
+    """HTTP (uvicorn, the FastAPI app) on `http_port` and the openpi WebSocket (`websockets`' own server)
+    on `ws_port`, over one service in one event loop. `run()` blocks; `start()` runs it in a thread
+    (tests, benches) and returns once both ports listen; `stop()` shuts both down."""
 
     def __init__(self, service: CloudService, config: CloudServerConfig):
         self.service = service
         self.config = config
-        app = create_app(service)
-        self._servers = [_Uvicorn(_uvicorn_config(app, config, config.http_port)),
-                         _Uvicorn(_uvicorn_config(app, config, config.ws_port))]
+        self._http = _Uvicorn(_uvicorn_config(create_app(service), config, config.http_port))
+        self._ws_listening = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
-        return all(s.started for s in self._servers)
+        return self._http.started and self._ws_listening.is_set()
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if not self.config.certfile:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.certfile, self.config.keyfile)
+        return context
 
     async def serve(self, handle_signals: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
         if handle_signals:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.stop_soon)
+                self._loop.add_signal_handler(sig, self.stop_soon)
+        started = asyncio.Event()
+
+        async def mark_ws() -> None:
+            await started.wait()
+            self._ws_listening.set()
+
         try:
-            await asyncio.gather(*(s.serve() for s in self._servers))
+            await asyncio.gather(
+                self._http.serve(),
+                serve_openpi(self.service, self.config.host, self.config.ws_port, self._stop, self._ssl(), started),
+                mark_ws())
         finally:
             self.service.close()
 
@@ -101,8 +122,9 @@ class CloudServer:
         return self
 
     def stop_soon(self) -> None:
-        for s in self._servers:
-            s.should_exit = True
+        self._http.should_exit = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.stop_soon()
