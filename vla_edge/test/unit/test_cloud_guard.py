@@ -5,6 +5,7 @@ TLS. A small test policy (hash encoder) keeps start-up short."""
 from __future__ import annotations
 
 import concurrent.futures
+import ssl
 import subprocess
 import time
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 import requests
 import websockets.exceptions
+import websockets.sync.client
 from cloud_support import running_server
+from openpi_client import msgpack_numpy
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from vla_edge.cloud.protocol import infer_request
@@ -106,6 +109,12 @@ def test_tls_when_given_a_certificate(image_policy, tmp_path):
         assert requests.get(https + "/health", verify=str(cert), timeout=TIMEOUT_S).json()["status"] == "ok"
         reply = requests.post(https + "/infer", json=body(), verify=str(cert), timeout=TIMEOUT_S)
         assert reply.status_code == 200
+        context = ssl.create_default_context(cafile=str(cert))
+        with websockets.sync.client.connect(server.ws.replace("ws://", "wss://"), ssl=context,
+                                            open_timeout=TIMEOUT_S) as ws:
+            assert msgpack_numpy.unpackb(ws.recv(timeout=TIMEOUT_S))["model_version"] == "test-1"
+            ws.send(msgpack_numpy.packb({"observation/image": np.zeros((64, 64, 3), np.uint8), "prompt": "go"}))
+            assert msgpack_numpy.unpackb(ws.recv(timeout=TIMEOUT_S))["actions"].shape == (5, 6)
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(server.http + "/health", timeout=TIMEOUT_S)  # plain HTTP is not served
 
