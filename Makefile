@@ -47,7 +47,10 @@ demo: $(READY)
 	@$(ENV) && python tools/demo.py --target "$(TARGET)" $(if $(MODEL),--model "$(MODEL)")
 
 bench: $(READY)
-	@$(ENV) && for b in bench/bench_*.py; do echo "== $$b"; python "$$b" || exit 1; done
+	@$(ENV) && for b in bench/bench_*.py bench/cloud_server_bench.py; do echo "== $$b"; python "$$b" || exit 1; done
+	@# the optimised variants, built afresh (long: about 50 episodes x 2 phrasings per model)
+	@$(ENV) && d="$$(mktemp -d)" && echo "== bench/optimize_variants.py --dir $$d/variants" \
+		&& python bench/optimize_variants.py --dir "$$d/variants"
 
 train-policy: $(READY)
 	@$(ENV) && python -m vla_sim.train
