@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vla_edge.cloud.protocol import Observation, RequestError
 from vla_edge.encoders import ImagePreprocessor, TextEncoder, encoder_for
@@ -43,9 +42,6 @@ class ServedPolicy:
         self._preprocess = None if self.features else ImagePreprocessor(self.spec)
         self._computed = _Computed(policy)
         self._guarded = finite_and_clamped(self._computed)
-        module = getattr(policy, "module", None)
-        self._module = module if isinstance(module, torch.jit.ScriptModule) else None
-        self._device = getattr(policy, "device", torch.device("cpu"))
 
     @classmethod
     def load(cls, model_path: str | Path, device: str = "auto", warmup_runs: int = 3,
@@ -85,22 +81,14 @@ class ServedPolicy:
         return images, language
 
     def _forward(self, vision: np.ndarray, language: np.ndarray) -> np.ndarray:
-        if self._module is None:  # a runtime without a batched module: one pass per sample
-            key = "vision_features" if self.features else "image"
-            return np.stack([self.policy.infer({key: v, "language": lang})["actions"]
-                             for v, lang in zip(vision, language, strict=True)])
-        vis = torch.from_numpy(np.ascontiguousarray(vision, dtype=np.float32)).to(self._device)
-        lang = torch.from_numpy(np.ascontiguousarray(language, dtype=np.float32)).to(self._device)
-        with torch.inference_mode():
-            out = self._module(vis, lang)
-        if not isinstance(out, torch.Tensor):
-            raise PolicyLoadError(f"model returned {type(out).__name__}, expected a tensor")
-        actions = out.detach().to("cpu", torch.float32).numpy()
-        if actions.ndim == 2:
-            actions = actions[:, None, :]
-        if actions.ndim != 3 or actions.shape[0] != vision.shape[0] or actions.shape[2] != ACTION_DIM:
-            raise PolicyLoadError(f"model output shape {tuple(out.shape)} for a batch of {vision.shape[0]}")
-        return actions
+        """One batched pass through the edge runtime's `forward_batch` (TorchScript or ONNX), [B, T, 6];
+        a runtime without one (a test double) runs one pass per sample."""
+        forward_batch = getattr(self.policy, "forward_batch", None)
+        if forward_batch is not None:
+            return forward_batch(vision, language)
+        key = "vision_features" if self.features else "image"
+        return np.stack([self.policy.infer({key: v, "language": lang})["actions"]
+                         for v, lang in zip(vision, language, strict=True)])
 
     def run_batch(self, observations: list[Observation]) -> list[dict | Exception]:
         """One forward pass over the batch; per sample the clamped chunk, or the error that sample raised."""
