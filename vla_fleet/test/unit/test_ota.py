@@ -261,7 +261,8 @@ def test_rollback_on_demand(tmp_path, keys, server, robot):
         up.rollback("1.0.0", "again")
 
 
-def test_staged_rollout_halts_after_the_canary_rolls_back(tmp_path, keys, server):
+def _canary_rollout(tmp_path, keys, server):
+    """Three robots on 1.0.0 and 1.1.0 published with robot_1 as its canary: (updaters, client)."""
     factory = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
     robots = {}
     for rid in ("robot_1", "robot_2", "robot_3"):
@@ -269,7 +270,11 @@ def test_staged_rollout_halts_after_the_canary_rolls_back(tmp_path, keys, server
         robots[rid].install_file(factory)
     (server.root / "rollout.json").write_text('{"1.1.0": {"canary": ["robot_1"], "percent": 100}}')
     build(tmp_path, keys, "1.1.0", server.root)
-    client = server.client()
+    return robots, server.client()
+
+
+def test_staged_rollout_halts_after_the_canary_rolls_back(tmp_path, keys, server):
+    robots, client = _canary_rollout(tmp_path, keys, server)
     assert "canary robots first" in robots["robot_2"].run(client, "robot_2", loaded, passes)
     assert robots["robot_1"].run(client, "robot_1", loaded, fails).startswith("rolled back")
     for rid in ("robot_2", "robot_3"):
@@ -282,14 +287,7 @@ def test_staged_rollout_halts_after_the_canary_rolls_back(tmp_path, keys, server
 
 
 def test_staged_rollout_goes_on_after_the_canary_succeeds(tmp_path, keys, server):
-    factory = build(tmp_path, keys, "1.0.0", tmp_path / "factory")
-    robots = {}
-    for rid in ("robot_1", "robot_2", "robot_3"):
-        robots[rid], _ = updater(tmp_path / rid, keys)
-        robots[rid].install_file(factory)
-    (server.root / "rollout.json").write_text('{"1.1.0": {"canary": ["robot_1"], "percent": 100}}')
-    build(tmp_path, keys, "1.1.0", server.root)
-    client = server.client()
+    robots, client = _canary_rollout(tmp_path, keys, server)
     assert "canary robots first" in robots["robot_3"].run(client, "robot_3", loaded, passes)
     assert robots["robot_1"].run(client, "robot_1", loaded, passes).startswith("completed")
     for rid in ("robot_2", "robot_3"):
