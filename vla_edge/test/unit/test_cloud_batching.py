@@ -3,12 +3,20 @@ test holds with an event, memory readings the test chooses."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 import pytest
 
-from vla_edge.cloud.batching import AdaptiveCap, DeadlineExceededError, DynamicBatcher, OverloadedError
+from vla_edge.cloud import batching
+from vla_edge.cloud.batching import (
+    AdaptiveCap,
+    BatcherClosedError,
+    DeadlineExceededError,
+    DynamicBatcher,
+    OverloadedError,
+)
 from vla_msgs.waiting import wait_until
 
 WAIT_S = 20.0
@@ -159,3 +167,48 @@ def test_lone_client_never_waits_but_a_busy_server_gathers(held):
     assert [f.result(WAIT_S) for f in [first, *rest]] == [50, 60, 70]
     assert held.batches[-1] == [5, 6, 7]
     batcher.close()
+
+
+def test_async_waiters_answered_once_per_batch_in_order_expired_and_closed(held):
+    """An event loop's waiters: one call into the loop per batch answers them all (results, a failed item,
+    a request past its deadline), and closing answers those still queued."""
+    batcher = make(held, max_batch_size=16)
+
+    async def scenario() -> tuple[list, list, list]:
+        loop = asyncio.get_running_loop()
+        settles = []
+        plain = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):
+            if callback is batching._settle:
+                settles.append(len(args[0]))
+            return plain(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted
+        first = batcher.submit_async(0, WAIT_S)
+        await loop.run_in_executor(None, wait_until, held.started.is_set, WAIT_S, "first batch running")
+        late = batcher.submit_async(9, timeout_s=0.05)
+        waiting = [batcher.submit_async(i, WAIT_S) for i in (1, "x", 2, 3)]
+        await loop.run_in_executor(None, wait_until, lambda: batcher.clock() > batcher._queue[0].deadline,
+                                   WAIT_S, "the hurried request past its deadline")
+        held.hold.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, late, *waiting, return_exceptions=True), WAIT_S)
+        held.hold.clear()
+        busy = batcher.submit_async(4, WAIT_S)
+        await loop.run_in_executor(None, wait_until, lambda: batcher.stats.batches == 2 and batcher.in_flight,
+                                   WAIT_S, "third batch running")
+        queued = batcher.submit_async(5, WAIT_S)
+        closing = loop.run_in_executor(None, batcher.close, 1.0)
+        closed = await asyncio.wait_for(asyncio.gather(queued, return_exceptions=True), WAIT_S)
+        held.hold.set()
+        await closing
+        await asyncio.wait_for(asyncio.gather(busy, return_exceptions=True), WAIT_S)
+        return answers, closed, settles
+
+    answers, closed, settles = asyncio.run(scenario())
+    assert answers[0] == 0 and [answers[i] for i in (2, 4, 5)] == [10, 20, 30]
+    assert isinstance(answers[1], DeadlineExceededError) and isinstance(answers[3], ValueError)
+    assert held.batches[:2] == [[0], [1, "x", 2, 3]]
+    assert isinstance(closed[0], BatcherClosedError)
+    # first batch, the expired one, the second batch (its four at once), the closing, the third batch
+    assert settles[:3] == [1, 1, 4] and 1 in settles[3:]

@@ -5,10 +5,15 @@ A worker thread takes what waits, up to the current cap; when fewer wait than th
 (other clients are active), it first waits at most `max_wait_s` from the oldest's arrival for more.
 Requests past their deadline are answered DeadlineExceededError without being computed; a full queue
 refuses new ones at once (OverloadedError), so latency cannot grow without bound.
+
+Threads submit with `submit` (a concurrent future each); an event loop submits with `submit_async` (an
+asyncio future each), and the worker answers all of a batch's asyncio waiters of one loop with one
+`call_soon_threadsafe`, not one wake-up of the loop per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import math
@@ -82,7 +87,19 @@ class _Pending:
     item: Any
     enqueued: float
     deadline: float
-    future: concurrent.futures.Future
+    future: concurrent.futures.Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # set for an asyncio future: the loop that owns it
+
+
+def _settle(answers: list[tuple[asyncio.Future, Any]]) -> None:
+    """Runs on the waiters' loop: one call answers all of a batch's asyncio futures."""
+    for future, answer in answers:
+        if future.done():  # its waiter gave up (cancelled)
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 @dataclass
@@ -130,6 +147,19 @@ class DynamicBatcher:
     def submit(self, item: Any, timeout_s: float) -> concurrent.futures.Future:
         """Queues an item; the future holds its result or raises. Raises OverloadedError when full."""
         future: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(item, timeout_s, future, None)
+        return future
+
+    def submit_async(self, item: Any, timeout_s: float) -> asyncio.Future:
+        """`submit` from a coroutine: an asyncio future of the running loop, answered together with the
+        batch's other waiters of that loop. Raises OverloadedError when full."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._enqueue(item, timeout_s, future, loop)
+        return future
+
+    def _enqueue(self, item: Any, timeout_s: float, future: concurrent.futures.Future | asyncio.Future,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
         now = self.clock()
         with self._cond:
             if self._closed:
@@ -139,9 +169,26 @@ class DynamicBatcher:
                 batches_ahead = math.ceil(len(self._queue) / max(1, self.current_cap))
                 raise OverloadedError(f"queue full ({self.queue_limit} requests waiting)",
                                  retry_after_s=max(0.1, batches_ahead * self._batch_s))
-            self._queue.append(_Pending(item, now, now + timeout_s, future))
+            self._queue.append(_Pending(item, now, now + timeout_s, future, loop))
             self._cond.notify()
-        return future
+
+    @staticmethod
+    def _answer(answers: list[tuple[_Pending, Any]]) -> None:
+        """Each pending gets its result or exception: concurrent futures at once, asyncio futures in one
+        call per loop (a loop already closed has nobody left waiting)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+        for p, answer in answers:
+            if p.loop is not None:
+                by_loop.setdefault(p.loop, []).append((p.future, answer))
+            elif isinstance(answer, BaseException):
+                p.future.set_exception(answer)
+            else:
+                p.future.set_result(answer)
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, pairs)
+            except RuntimeError:
+                LOG.debug("event loop closed before %d answers", len(pairs))
 
     def close(self, timeout_s: float = 5.0) -> None:
         with self._cond:
@@ -149,8 +196,9 @@ class DynamicBatcher:
             self._cond.notify_all()
         self._thread.join(timeout_s)
         with self._cond:
-            while self._queue:
-                self._queue.popleft().future.set_exception(BatcherClosedError("server is shutting down"))
+            left = list(self._queue)
+            self._queue.clear()
+        self._answer([(p, BatcherClosedError("server is shutting down")) for p in left])
 
     def _take(self) -> list[_Pending] | None:
         """Blocks until a batch is due: the cap is reached or the oldest waited max_wait_s."""
@@ -169,14 +217,19 @@ class DynamicBatcher:
                 self._cond.wait(remaining)
             batch = [self._queue.popleft() for _ in range(min(cap, len(self._queue)))]
         now = self.clock()
-        live = []
+        live, expired = [], []
         for p in batch:
             if now > p.deadline:
                 self.stats.expired += 1
-                p.future.set_exception(DeadlineExceededError(
-                    f"request waited {1000 * (now - p.enqueued):.0f} ms, past its deadline; not computed"))
+                expired.append((p, DeadlineExceededError(
+                    f"request waited {1000 * (now - p.enqueued):.0f} ms, past its deadline; not computed")))
+            elif p.loop is not None:
+                # a benign cross-thread read: a waiter cancelled just after is skipped by _settle
+                if not p.future.cancelled():
+                    live.append(p)
             elif p.future.set_running_or_notify_cancel():
                 live.append(p)
+        self._answer(expired)
         return live
 
     def _loop(self) -> None:
@@ -201,10 +254,6 @@ class DynamicBatcher:
             self.stats.items += len(batch)
             self.stats.last_batch_size = len(batch)
             self.in_flight = 0
-            for p, result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):
-                    p.future.set_exception(result)
-                else:
-                    p.future.set_result(result)
+            self._answer(list(zip(batch, results, strict=True)))
             if self.on_batch:
                 self.on_batch(len(batch), elapsed)

@@ -81,9 +81,9 @@ class CloudService:
         policy's error for this sample."""
         self.served.check(obs)
         deadline_s = min(self.config.deadline_ms, obs.deadline_ms or math.inf) / 1000.0
-        future = self.batcher.submit(obs, deadline_s)
+        future = self.batcher.submit_async(obs, deadline_s)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), deadline_s + FORWARD_GRACE_S)
+            return await asyncio.wait_for(future, deadline_s + FORWARD_GRACE_S)
         except TimeoutError as exc:
             raise DeadlineExceededError("the forward pass did not finish in time") from exc
 
