@@ -8,13 +8,21 @@ Each server runs in a process of its own; the clients run as threads spread over
 The reference is openpi-server's WebsocketPolicyServer around a BasePolicy running the same model
 through the same runtime (`ServedPolicy`, one sample per call).
 
-Usage: python bench/cloud_server_bench.py [--seconds S] [--clients 1,4,16]   (results: docs/benchmarks.md)
+`--baseline REV` also serves the cloud server's code as of git revision REV (its vla_edge package
+exported to a temporary directory, first on PYTHONPATH) in the same run, for a before/after on the same
+minute. Each row gives the CPU the server and the client processes used over the measured window, in
+cores (2.0 = both cores of this machine), to show what the clients leave to the server.
+
+Usage: python bench/cloud_server_bench.py [--seconds S] [--clients 1,4,16] [--baseline REV]
+(results: docs/benchmarks.md)
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,13 +31,15 @@ from pathlib import Path
 import numpy as np
 import requests
 import torch
+from procstat import cpu_seconds
 
 from vla_edge.cloud.protocol import Observation, decode_image, encode_image, infer_request
 from vla_edge.cloud.runtime import ServedPolicy
 from vla_msgs.launching import ProcessGroup, free_port
 from vla_msgs.waiting import wait_until
 
-MODEL = Path(__file__).resolve().parents[1] / "vla_sim" / "models" / "reference_policy.pt"
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "vla_sim" / "models" / "reference_policy.pt"
 PROMPTS = ["go to the red cube", "go to the blue ball", "find the green cylinder", "go to the yellow cone"]
 CLIENT_PROCS = 4
 
@@ -81,13 +91,18 @@ def _client_proc(port: int, threads: int, warmup_s: float, seconds: float, queue
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for w in workers:
         w.start()
+    time.sleep(max(0.0, start_measure - time.perf_counter()))
+    cpu0 = time.process_time()
     for w in workers:
         w.join()
-    queue.put([x for lat in latencies for x in lat])
+    queue.put(([x for lat in latencies for x in lat], time.process_time() - cpu0))
 
 
-def load(port: int, clients: int, warmup_s: float, seconds: float) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) of `clients` back-to-back openpi clients."""
+def load(port: int, clients: int, warmup_s: float, seconds: float,
+         server_pid: int | None = None) -> tuple[float, float, float, float, float]:
+    """(requests/s, p50 ms, p99 ms, server cores, client cores) of `clients` back-to-back openpi clients;
+    cores = CPU seconds over the measured window per second (the server's from /proc, from about the
+    window's start: a little warm-up is in it)."""
     procs = min(CLIENT_PROCS, clients)
     split = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     queue: mp.Queue = mp.get_context("spawn").Queue()
@@ -95,10 +110,26 @@ def load(port: int, clients: int, warmup_s: float, seconds: float) -> tuple[floa
     workers = [ctx.Process(target=_client_proc, args=(port, n, warmup_s, seconds, queue)) for n in split]
     for w in workers:
         w.start()
-    lat = np.concatenate([np.asarray(queue.get(timeout=seconds + warmup_s + 120)) for _ in workers])
+    time.sleep(warmup_s)
+    server0 = cpu_seconds(server_pid) if server_pid else 0.0
+    got = [queue.get(timeout=seconds + warmup_s + 120) for _ in workers]
+    server_cores = (cpu_seconds(server_pid) - server0) / seconds if server_pid else float("nan")
     for w in workers:
         w.join(30)
-    return len(lat) / seconds, float(np.percentile(lat, 50) * 1e3), float(np.percentile(lat, 99) * 1e3)
+    lat = np.concatenate([np.asarray(g[0]) for g in got])
+    client_cores = sum(g[1] for g in got) / seconds
+    return (len(lat) / seconds, float(np.percentile(lat, 50) * 1e3), float(np.percentile(lat, 99) * 1e3),
+            server_cores, client_cores)
+
+
+def baseline_env(rev: str, directory: Path) -> dict[str, str]:
+    """An environment whose PYTHONPATH puts the vla_edge package of git revision `rev` first."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "vla_edge/src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{directory / 'vla_edge' / 'src'}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return env
 
 
 def model_limit(batch: int, calls: int = 200) -> float:
@@ -119,8 +150,8 @@ def model_limit(batch: int, calls: int = 200) -> float:
     return batch * calls / (time.perf_counter() - t0)
 
 
-def start(cmd: list[str], log: Path, ready: str) -> ProcessGroup:
-    group = ProcessGroup(cmd, log)
+def start(cmd: list[str], log: Path, ready: str, env: dict[str, str] | None = None) -> ProcessGroup:
+    group = ProcessGroup(cmd, log, env)
     wait_until(lambda: not group.alive() or ready in log.read_text(errors="replace"), 300, ready)
     if not group.alive():
         raise SystemExit(f"server failed:\n{group.tail()}")
@@ -187,6 +218,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--baseline", default="", help="also serve the cloud server of this git revision")
     parser.add_argument("--serve-openpi", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_openpi:
@@ -200,29 +232,43 @@ def main() -> None:
     print(f"model alone: {limit1:.0f} samples/s at batch 1, {limit16:.0f} samples/s at batch 16")
 
     ours_ws, ours_http = free_port(), free_port()
-    ours = start([sys.executable, "-m", "vla_edge.cloud", "--model", str(MODEL), "--host", "127.0.0.1",
-                  "--ws-port", str(ours_ws), "--http-port", str(ours_http), "--max-batch-size",
-                  str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],
-                 logdir / "ours.log", "cloud_server ready")
-    ref_port = free_port()
-    ref = start([sys.executable, __file__, "--serve-openpi", str(ref_port)], logdir / "ref.log",
-                "openpi reference ready")
-    wait_until(lambda: _answers(f"http://127.0.0.1:{ref_port}/healthz"), 60, "reference listening")
+    servers: list[tuple[str, int, ProcessGroup]] = []
+
+    def ours(name: str, ws: int, http: int, env: dict[str, str] | None = None) -> ProcessGroup:
+        return start([sys.executable, "-m", "vla_edge.cloud", "--model", str(MODEL), "--host", "127.0.0.1",
+                      "--ws-port", str(ws), "--http-port", str(http), "--max-batch-size",
+                      str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],
+                     logdir / f"{name}.log", "cloud_server ready", env)
+
     try:
-        print("\n| clients | server | requests/s | p50 ms | p99 ms | of batch-16 model limit |")
-        print("|---|---|---|---|---|---|")
+        ref_port = free_port()
+        ref = start([sys.executable, __file__, "--serve-openpi", str(ref_port)], logdir / "ref.log",
+                    "openpi reference ready")
+        servers.append(("openpi-server", ref_port, ref))
+        wait_until(lambda: _answers(f"http://127.0.0.1:{ref_port}/healthz"), 60, "reference listening")
+        if args.baseline:
+            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            base_ws = free_port()
+            servers.append((f"vla cloud_server @{rev}", base_ws,
+                            ours("baseline", base_ws, free_port(), baseline_env(rev, logdir))))
+        servers.append(("vla cloud_server", ours_ws, ours("ours", ours_ws, ours_http)))
+        print("\n| clients | server | requests/s | p50 ms | p99 ms | of batch-16 model limit | server cores "
+              "| client cores |")
+        print("|---|---|---|---|---|---|---|---|")
         for n in counts:
-            for name, port in (("openpi-server", ref_port), ("vla cloud_server", ours_ws)):
-                rps, p50, p99 = load(port, n, args.warmup, args.seconds)
-                print(f"| {n} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {100 * rps / limit16:.0f} % |",
-                      flush=True)
+            for name, port, group in servers:
+                rps, p50, p99, server_cores, client_cores = load(port, n, args.warmup, args.seconds,
+                                                                  group.proc.pid)
+                print(f"| {n} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {100 * rps / limit16:.0f} % | "
+                      f"{server_cores:.2f} | {client_cores:.2f} |", flush=True)
         print("\n| HTTP path | ms per frame |")
         print("|---|---|")
         for name, ms in http_rows(ours_http):
             print(f"| {name} | {ms:.2f} |")
     finally:
-        ref.stop()
-        ours.stop()
+        for _, _, group in servers:
+            group.stop()
     print("\n| frame | JPEG quality | raw KiB | JPEG KiB | base64 KiB | encode ms | decode ms |")
     print("|---|---|---|---|---|---|---|")
     for row in jpeg_rows():
