@@ -16,11 +16,9 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import uvicorn
-import uvloop
 
 from vla_edge.cloud.app import create_app
 from vla_edge.cloud.auth import TokenError
@@ -47,13 +45,6 @@ def parse_args(argv: Sequence[str]) -> CloudServerConfig:
         return build_config(CloudServerConfig, values)
     except ConfigError as exc:  # name the flag the user typed, not the config field
         raise ConfigError(re.sub(r"~(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from exc
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Runs the server's coroutine on uvloop: its C event loop costs less per frame than asyncio's
-    own, and the clients share the same cores."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 def _uvicorn_config(app, config: CloudServerConfig, port: int) -> uvicorn.Config:
@@ -118,7 +109,7 @@ class CloudServer:
             self.service.close()
 
     def run(self) -> None:
-        run_loop(self.serve())
+        asyncio.run(self.serve())
 
     def start(self, timeout_s: float = 30.0) -> CloudServer:
         from vla_msgs.waiting import wait_until
@@ -181,5 +172,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             waiter.cancel()
 
-    run_loop(both())
+    asyncio.run(both())
     return 0
