@@ -1,6 +1,6 @@
 """The served policy: the edge's runtime (`load_policy`, its encoders and its finite/clamp stack) run on
-a batch of observations in one forward pass, preprocessed as a batch: the frames converted in one
-vectorised step, one embedding lookup per distinct prompt, the finite/clamp stack once per batch.
+a batch of observations in one forward pass: one embedding lookup per distinct prompt of the batch, the
+finite/clamp stack once per batch.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
 from vla_edge.cloud.protocol import Observation, RequestError
 from vla_edge.encoders import ImagePreprocessor, TextEncoder, encoder_for
@@ -43,14 +41,6 @@ class ServedPolicy:
         self.encoder = encoder
         self.features = self.spec.form == FORM_FEATURES
         self._preprocess = None if self.features else ImagePreprocessor(self.spec)
-        if not self.features:
-            self._height, self._width = self.spec.image_size
-            mean = np.asarray(self.spec.image_mean, dtype=np.float32).reshape(1, 3, 1, 1)
-            inv_std = (1.0 / np.asarray(self.spec.image_std, dtype=np.float32)).reshape(1, 3, 1, 1)
-            self._identity = bool(np.all(mean == 0) and np.all(inv_std == 1))
-            # float32 tensors, so torch computes in float32 exactly as the numpy preprocessor does
-            self._mean, self._inv_std = torch.from_numpy(mean), torch.from_numpy(inv_std)
-            self._scale = torch.tensor(1.0 / 255.0, dtype=torch.float32)
         self._computed = _Computed(policy)
         self._guarded = finite_and_clamped(self._computed)
 
@@ -87,24 +77,9 @@ class ServedPolicy:
         if self.features:
             return (np.stack([o.vision_features for o in observations]),
                     np.stack([o.language_features for o in observations]))
-        return self.images(observations), self._language(observations)
-
-    def images(self, observations: list[Observation]) -> np.ndarray:
-        """The batch's frames as float32 [B, 3, H, W], equal to `ImagePreprocessor` per frame: each frame
-        resized (only if its size differs) into one uint8 block, then converted in one step by torch,
-        which lets go of the GIL meanwhile (per frame in numpy, this was a third of the worker's time
-        at 16 clients, all of it holding the GIL the event loop needs)."""
-        block = np.empty((len(observations), self._height, self._width, 3), dtype=np.uint8)
-        for i, o in enumerate(observations):
-            if o.rgb.shape[0] == self._height and o.rgb.shape[1] == self._width:
-                block[i] = o.rgb
-            else:
-                block[i] = cv2.resize(np.ascontiguousarray(o.rgb), (self._width, self._height),
-                                      interpolation=cv2.INTER_AREA)
-        chw = torch.from_numpy(block).permute(0, 3, 1, 2).to(torch.float32).mul_(self._scale)
-        if not self._identity:
-            chw = chw.sub_(self._mean).mul_(self._inv_std)
-        return chw.contiguous().numpy()
+        # per frame in numpy on purpose: the same conversion in torch, one batch at once, lets go of the GIL at
+        # each op and waits to get it back from the event loop: slower at 16 clients (docs/benchmarks.md)
+        return np.stack([self._preprocess(o.rgb) for o in observations]), self._language(observations)
 
     def _language(self, observations: list[Observation]) -> np.ndarray:
         """One encoder lookup per distinct prompt of the batch (clients repeat their prompts)."""
