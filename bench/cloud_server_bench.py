@@ -13,7 +13,7 @@ exported to a temporary directory, first on PYTHONPATH) in the same run, for a b
 minute. Each row gives the CPU the server and the client processes used over the measured window, in
 cores (2.0 = both cores of this machine), to show what the clients leave to the server.
 
-Usage: python bench/cloud_server_bench.py [--seconds S] [--clients 1,4,16] [--baseline REV]
+Usage: python bench/cloud_server_bench.py [--seconds S] [--clients 1,4,16] [--baseline REV] [--rounds N]
 (results: docs/benchmarks.md)
 """
 
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=1, help="rows per server and client count, "
+                        "alternating the order of the servers")
     parser.add_argument("--baseline", default="", help="also serve the cloud server of this git revision")
     parser.add_argument("--serve-openpi", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -257,7 +259,9 @@ def main() -> None:
               "| client cores |")
         print("|---|---|---|---|---|---|---|---|")
         for n in counts:
-            for name, port, group in servers:
+            # later rounds run the servers in the other order: the machine's load drifts within a minute
+            order = [servers if r % 2 == 0 else servers[::-1] for r in range(args.rounds)]
+            for name, port, group in (entry for round_ in order for entry in round_):
                 rps, p50, p99, server_cores, client_cores = load(port, n, args.warmup, args.seconds,
                                                                   group.proc.pid)
                 print(f"| {n} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {100 * rps / limit16:.0f} % | "
