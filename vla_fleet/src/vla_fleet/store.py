@@ -169,9 +169,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS coordination_one_group_per_robot ON coordinati
 CREATE INDEX IF NOT EXISTS tasks_group_queue ON tasks (priority, created_time, seq)
     WHERE state = 'pending' AND robots > 1;
 CREATE INDEX IF NOT EXISTS tasks_groups_running ON tasks (seq) WHERE state = 'running' AND robots > 1;
+CREATE INDEX IF NOT EXISTS tasks_single_queue ON tasks (priority, created_time, seq)
+    WHERE state = 'pending' AND robots = 1;
 CREATE INDEX IF NOT EXISTS history_time ON history (time)
 """
 _GROUP_PENDING = "state = 'pending' AND robots > 1"
+_SINGLE_PENDING = "state = 'pending' AND robots = 1"
 _GROUP_RUNNING = "state = 'running' AND robots > 1"
 
 
@@ -324,8 +327,11 @@ class TaskStore:
         lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
         try:
             with self._tx() as cur:
-                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE state = ? AND robots = 1 "
-                                 f"ORDER BY priority, created_time, seq LIMIT ?{lock}", (PENDING, limit))
+                # the queue front in index order (tasks_single_queue): PostgreSQL, its statistics not yet
+                # gathered, otherwise sorted and locked every pending row (13 ms against 2.4 at 10,000);
+                # a literal condition, since a partial index is not matched to a parameter
+                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE {_SINGLE_PENDING} "
+                                 f"ORDER BY priority, created_time, seq LIMIT ?{lock}", (limit,))
                 pending = [_task(r) for r in rows]
                 if not pending:
                     return []
