@@ -53,6 +53,12 @@ class StoreError(RuntimeError):
     """The database could not be opened or refused a statement."""
 
 
+
+def robot_reason(robot_id: str, why: str) -> str:
+    """A task's reason that names the robot it failed on or was lost with (`StoredTask.failed_on` reads it back)."""
+    return f"{robot_id}: {why}"
+
+
 @dataclass
 class StoredTask:
     """One task as stored; `robot_id` is the robot it runs on (empty while pending)."""
@@ -87,8 +93,9 @@ class StoredTask:
 
     @property
     def failed_on(self) -> frozenset[str]:
-        """The robots this task failed on or was lost with: the reasons `<robot_id>: <why>` (a hand-back
-        reads `<robot_id> handed it back: ...`, an operator's `cancelled: ...`; robot ids hold no space)."""
+        """The robots this task failed on or was lost with: its reasons written by `robot_reason` (a
+        hand-back reads `<robot_id> handed it back: ...`, an operator's `cancelled: ...`; robot ids hold
+        no space)."""
         robots = set()
         for reason in self.reasons:
             head, sep, _ = reason.partition(": ")
@@ -400,7 +407,7 @@ class TaskStore:
                     state = SUCCEEDED
                 elif outcome == FAILED:
                     failures += 1
-                    reasons.append(f"{robot_id}: {reason or 'failed'}")
+                    reasons.append(robot_reason(robot_id, reason or "failed"))
                     state = PENDING if failures <= max_retries else FAILED
                 else:
                     reasons.append(f"{robot_id} handed it back: {reason or 'cancelled'}")
@@ -423,7 +430,7 @@ class TaskStore:
                 change = self._step_ended(cur, task, "lost", reason, now, 0, "")
             else:
                 self._end_attempt(cur, task, PENDING, "lost", reason, now, task.failures,
-                                  [*task.reasons, f"{task.robot_id}: {reason}"])
+                                  [*task.reasons, robot_reason(task.robot_id, reason)])
         _note(changes, change)
         return True
 
@@ -576,7 +583,7 @@ class TaskStore:
         parent = self._lock_task(cur, step.parent_id)
         state = {SUCCEEDED: SUCCEEDED, FAILED: FAILED}.get(outcome, CANCELLED)
         self._end_attempt(cur, step, state, outcome, reason, now, step.failures + (outcome == FAILED),
-                          [*step.reasons, f"{step.robot_id}: {reason or outcome}"] if outcome != SUCCEEDED
+                          [*step.reasons, robot_reason(step.robot_id, reason or outcome)] if outcome != SUCCEEDED
                           else step.reasons)
         if parent is None or parent.state != RUNNING:
             return None

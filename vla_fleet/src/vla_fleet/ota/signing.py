@@ -108,8 +108,8 @@ def sign_file(key: SigningKey, path: Path) -> str:
     return base64.b64encode(big_r + s).decode()
 
 
-# the group order L, little-endian: S must be below it (RFC 8032 5.1.7, libsodium refuses larger S too)
-_L = (2 ** 252 + 27742317777372353535851937790883648493).to_bytes(32, "little")
+# the group order L: S must be below it (RFC 8032 5.1.7, libsodium refuses larger S too)
+_L = 2 ** 252 + 27742317777372353535851937790883648493
 
 
 def verify_file(key: VerifyKey, path: Path, signature_b64: str) -> None:
@@ -124,7 +124,7 @@ def verify_file(key: VerifyKey, path: Path, signature_b64: str) -> None:
     big_r, s = signature[:32], signature[32:]
     public = bytes(key)
     bad = SignatureError("bad signature: the package was not signed by the trusted key")
-    if int.from_bytes(s, "little") >= int.from_bytes(_L, "little"):
+    if int.from_bytes(s, "little") >= _L:
         raise bad
     if not (sodium.crypto_core_ed25519_is_valid_point(big_r) and sodium.crypto_core_ed25519_is_valid_point(public)):
         raise bad                                           # small-order or off-curve R or key
