@@ -191,6 +191,9 @@ class TaskStore:
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
         self._lock = threading.Lock()
+        # claims rolled back because another manager claimed the same robot or task at the same moment
+        # (PostgreSQL with several managers): the round decides again next tick, nothing is lost
+        self.lost_rounds = 0
         if db_url.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self._conn = _open_sqlite(db_url[len("sqlite:///"):])
@@ -370,6 +373,7 @@ class TaskStore:
                               for t in claimed])
                 return claimed
         except _lost_race_errors():
+            self.lost_rounds += 1
             return []
 
     def mark_running(self, task_id: str, robot_id: str, now: float) -> bool:
@@ -511,6 +515,7 @@ class TaskStore:
                 _event(cur, task_id, now, "started", robots_label(slots), f"phase 0 of {len(phases)} by {manager_id}")
                 return self._change(parent, slots, phases, STARTED, "", assigned=steps)
         except _lost_race_errors():
+            self.lost_rounds += 1
             return None
 
     def fill_slot(self, task_id: str, slot_no: int, robot_id: str, manager_id: str,
@@ -534,6 +539,7 @@ class TaskStore:
                 _event(cur, task_id, now, RESUMED, robot_id, reason)
                 return self._change(parent, slots, phases, RESUMED, reason, assigned=[step])
         except _lost_race_errors():
+            self.lost_rounds += 1
             return None
 
     def vacate(self, task_id: str, slot_no: int, reason: str, now: float) -> GroupChange | None:

@@ -1,6 +1,7 @@
 """Two fleet managers on one real PostgreSQL server (started here on loopback, in a temporary
 directory) under load: 500 tasks, 20 fake robots; no task is claimed twice, no robot holds two
-tasks, every task succeeds once, and both managers claimed tasks."""
+tasks, every task succeeds once, and the managers' claims did collide (a round rolled back) rather
+than merely taking turns, so the race the store guards against was run."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class SlowManager(FleetManager):
         return super()._decide(pending, busy, robots)
 
 
-def run_manager(n, url, fleet, stop, claimed, errors):
+def run_manager(n, url, fleet, stop, claimed, lost, errors):
     try:
         cfg = build_config(FleetManagerConfig, {"db_url": url, "manager_id": f"m{n}", "robot_timeout_s": 600.0,
                                                 "ack_timeout_s": 600.0})
@@ -87,6 +88,7 @@ def run_manager(n, url, fleet, stop, claimed, errors):
                 claimed[n].append(task.id)
                 fleet.take(task.robot_id, task.id)
             fleet.step()
+        lost[n] = mgr.store.lost_rounds
         mgr.store.close()
     except Exception as exc:  # reported by the test, not lost in the thread
         errors.append(repr(exc))
@@ -97,8 +99,8 @@ def test_two_managers_never_assign_a_task_twice():
         store = open_store(url)
         ids = [store.submit(f"task {i}", i % 5, float(i)).id for i in range(TASKS)]
         fleet, stop, errors = FakeFleet(), threading.Event(), []
-        claimed = [[] for _ in range(MANAGERS)]
-        threads = [threading.Thread(target=run_manager, args=(n, url, fleet, stop, claimed, errors))
+        claimed, lost = [[] for _ in range(MANAGERS)], [0] * MANAGERS
+        threads = [threading.Thread(target=run_manager, args=(n, url, fleet, stop, claimed, lost, errors))
                    for n in range(MANAGERS)]
         for t in threads:
             t.start()
@@ -112,8 +114,10 @@ def test_two_managers_never_assign_a_task_twice():
         assert fleet.violations == []
         all_claims = claimed[0] + claimed[1]
         assert len(all_claims) == len(set(all_claims)) == TASKS
-        # both managers claimed tasks (sharing, not fairness: the split ran from 250/250 to 460/40)
-        assert all(claimed[n] for n in range(MANAGERS)), [len(c) for c in claimed]
+        # the race was run: claiming transactions overlapped on a robot and the loser rolled back.
+        # Not how the tasks were split: one manager may win every race (a 500/0 split was seen on a
+        # loaded machine, 250/250 on a quiet one) and that is correct, only slower than sharing.
+        assert sum(lost) > 0, f"no round lost a race; claims split {[len(c) for c in claimed]}"
         assert store.count(SUCCEEDED) == TASKS
         for task_id in ids[::25]:
             assert [a[3] for a in store.attempts(task_id)] == [SUCCEEDED]

@@ -189,6 +189,7 @@ class FleetManagerNode:
         stat.add("last round [ms]", f"{self.last_round_ms:.1f}")
         stat.add("manager id", self.core.manager_id)
         stat.add("store", self.core.store.dialect)
+        stat.add("rounds lost to another manager", str(self.core.store.lost_rounds))
         return stat
 
 
