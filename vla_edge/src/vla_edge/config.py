@@ -48,6 +48,9 @@ class InferenceConfig:
     cloud_failure_threshold: int = param(3, lo=1, hi=100, help="failures in a row that open the breaker")
     cloud_retry_interval: float = param(0.5, lo=0.01, hi=60.0, help="first /health probe after the breaker opens [s]")
     cloud_retry_max: float = param(5.0, lo=0.01, hi=600.0, help="probe interval doubles up to this [s]")
+    cloud_retry_after_default: float = param(1.0, lo=0.0, hi=600.0, help="hold-off after an overload answer "
+                                             "(429, 503, 504) without a usable Retry-After [s]")
+    cloud_retry_after_max: float = param(30.0, lo=0.0, hi=600.0, help="longest hold-off a Retry-After can ask [s]")
     jpeg_quality: int = param(90, lo=1, hi=100, help="JPEG quality of frames sent to the cloud")
 
     def check(self) -> None:
@@ -58,6 +61,9 @@ class InferenceConfig:
         if self.cloud_retry_max < self.cloud_retry_interval:
             raise ConfigError(f"~cloud_retry_max must be at least ~cloud_retry_interval "
                               f"({self.cloud_retry_interval:g} s), got {self.cloud_retry_max:g}")
+        if self.cloud_retry_after_default > self.cloud_retry_after_max:
+            raise ConfigError(f"~cloud_retry_after_default must be at most ~cloud_retry_after_max "
+                              f"({self.cloud_retry_after_max:g} s), got {self.cloud_retry_after_default:g}")
         if self.cloud_url and not self.cloud_url.startswith(("http://", "https://")):
             raise ConfigError(f"~cloud_url must start with http:// or https://, got {self.cloud_url!r}")
 

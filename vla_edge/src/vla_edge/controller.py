@@ -29,7 +29,7 @@ import numpy as np
 
 from vla_edge.chunking import ActionQueue, Chunk, StepAction
 from vla_edge.clock import Clock, MonotonicClock
-from vla_edge.cloud_client import CloudError
+from vla_edge.cloud_client import CloudClientError, CloudError, CloudOverloadedError
 from vla_edge.config import InferenceConfig
 from vla_edge.encoders import EncodingError, ImagePreprocessor, TextEncoder, vision_features
 from vla_edge.modes import CLOUD, EDGE, HYBRID, SOURCE_CLOUD, SOURCE_EDGE, ModeSwitch
@@ -108,6 +108,7 @@ class CloudReport:
     error_type: str = ""
     mode: str = ""
     served_by: str = ""          # who computed the chunk for this request: cloud, edge (fallback) or none
+    retry_after_s: float = math.nan  # overload: how long no request goes to the server (NaN otherwise)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ class Counters:
     cloud_requests: int = 0      # chunk requests that asked the cloud (sent or refused by the breaker)
     cloud_errors: int = 0        # of those, the ones without a usable cloud chunk (error, timeout, breaker open)
     cloud_fallbacks: int = 0     # hybrid: cloud errors served by the edge model on the same request
+    cloud_overloaded: int = 0    # of cloud_errors: the server shed load (429/503/504) or we held off as it asked
+    cloud_client_errors: int = 0  # of cloud_errors: 4xx of this client's own making (wrong token, refused frame)
 
 
 @dataclass(frozen=True)
@@ -571,9 +574,12 @@ class InferenceController:
             with self._lock:
                 self.counters.cloud_errors += 1
                 self.counters.cloud_fallbacks += int(fallback)
+                self.counters.cloud_overloaded += int(isinstance(exc, CloudOverloadedError))
+                self.counters.cloud_client_errors += int(isinstance(exc, CloudClientError))
             kind = getattr(exc, "kind", "non_finite_output")
             self._on_cloud(CloudReport(False, None, None, (time.perf_counter() - sent) * 1000.0, error=str(exc),
-                                       error_type=kind, mode=mode, served_by=SOURCE_EDGE if fallback else "none"))
+                                       error_type=kind, mode=mode, served_by=SOURCE_EDGE if fallback else "none",
+                                       retry_after_s=getattr(exc, "retry_after_s", math.nan)))
             if fallback:
                 return None
             raise CloudError(str(exc)) from exc

@@ -60,6 +60,7 @@ def performance_fields(snap: Snapshot, mode: str, dropped_frames: int) -> dict:
         "mode": mode, "model_version": snap.model_version,
         "edge_actions": c.edge_actions, "cloud_actions": c.cloud_actions, "cloud_requests": c.cloud_requests,
         "cloud_errors": c.cloud_errors, "cloud_fallbacks": c.cloud_fallbacks,
+        "cloud_overloaded": c.cloud_overloaded, "cloud_client_errors": c.cloud_client_errors,
     }
 
 

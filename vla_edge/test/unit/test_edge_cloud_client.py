@@ -5,18 +5,18 @@ sleeps or asserts on wall time."""
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
 import pytest
+from cloud_support import CLOUD_VALUE, ScriptedCloud
 
 from vla_edge.cloud_client import (
     BreakerState,
     CircuitBreaker,
+    CloudAuthError,
     CloudClient,
     CloudConnectionError,
     CloudPolicy,
@@ -35,72 +35,6 @@ from vla_msgs.tasks import parse_task_command
 from vla_msgs.waiting import wait_until
 
 TOKEN = "s3cret-token"
-CLOUD_VALUE = 0.5  # linear.x of every cloud action: tells cloud chunks from the edge test model's
-
-
-class ScriptedCloud:
-    """A real HTTP/1.1 server (keep-alive) on loopback that answers /infer and /health as `behaviour` says:
-    ok, error (HTTP 500), garbage (200, not JSON), bad_shape, hold (answers once `release` is set) or dead
-    (drops every connection without an answer, as a killed server's peer sees it)."""
-
-    def __init__(self, chunk: int = 4):
-        self.behaviour = "ok"
-        self.chunk = chunk
-        self.release = threading.Event()
-        self.requests: list[dict] = []
-        self.peers: set[int] = set()
-        cloud = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                cloud._serve(self, None)
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                cloud._serve(self, json.loads(self.rfile.read(length)))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _serve(self, handler: BaseHTTPRequestHandler, body: dict | None) -> None:
-        behaviour = self.behaviour
-        self.requests.append({"path": handler.path, "headers": dict(handler.headers), "body": body})
-        self.peers.add(handler.client_address[1])
-        if behaviour == "dead":
-            handler.close_connection = True
-            return
-        if behaviour == "hold":
-            self.release.wait(10.0)
-        status, payload = 200, {"status": "ok", "model_version": "cloud-1"}
-        if handler.path == "/infer":
-            payload = {"actions": [[CLOUD_VALUE, 0, 0, 0, 0, 0]] * self.chunk, "model_version": "cloud-1",
-                       "inference_ms": 1.5}
-            if behaviour == "bad_shape":
-                payload["actions"] = [[1.0, 2.0]]
-        if behaviour == "error":
-            status, payload = 500, {"error": "scripted failure"}
-        data = b"not json" if behaviour == "garbage" else json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def infer_count(self) -> int:
-        return sum(1 for r in self.requests if r["path"] == "/infer")
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -407,7 +341,7 @@ def test_real_server_over_tls_with_token_and_ca_file(served_image_policy, tmp_pa
         assert np.isfinite(answer.server_inference_ms)
         client.close()
         wrong = CloudClient(url, token="not-the-token", ca_file=str(cert), read_timeout_s=30.0)
-        with pytest.raises(CloudRejectedError, match="401"):
+        with pytest.raises(CloudAuthError, match=r"401.*~cloud_token_file"):
             wrong.infer(_rgb(), "go")
         wrong.close()
         untrusted = CloudClient(url, token=TOKEN, read_timeout_s=30.0)  # the system CAs do not know this one

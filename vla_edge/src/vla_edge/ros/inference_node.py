@@ -27,7 +27,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
 
 from vla_edge.clock import PolledClock
-from vla_edge.cloud_client import CircuitBreaker, CloudClient, CloudPolicy
+from vla_edge.cloud_client import (
+    CircuitBreaker,
+    CloudAuthError,
+    CloudClient,
+    CloudOverloadedError,
+    CloudPolicy,
+)
 from vla_edge.config import InferenceConfig
 from vla_edge.controller import (
     CloudReport,
@@ -310,11 +316,19 @@ class InferenceNode:
                   "inference_ms": (round(report.server_inference_ms, 3) if math.isfinite(report.server_inference_ms)
                                    else None),
                   "mode": report.mode, "source": report.served_by,
-                  "breaker": self.cloud.breaker.state.value if self.cloud else None}
+                  "breaker": self.cloud.breaker.state.value if self.cloud else None,
+                  "overloaded": self.cloud.breaker.overloaded if self.cloud else None}
         if not report.ok:
             fields.update(error=report.error, error_type=report.error_type)
-            rospy.logwarn_throttle(ERROR_LOG_PERIOD_S * 5, f"cloud {report.error_type}: {report.error} "
-                                                           f"(served by: {report.served_by})")
+            if math.isfinite(report.retry_after_s):
+                fields["retry_after_s"] = round(report.retry_after_s, 3)
+            # an overload is logged once per episode by the breaker; a wrong token gets its own line, throttled
+            if report.error_type == CloudAuthError.kind:
+                rospy.logerr_throttle(ERROR_LOG_PERIOD_S * 10, f"cloud server refuses this robot's token: "
+                                                               f"{report.error}")
+            elif report.error_type != CloudOverloadedError.kind:
+                rospy.logwarn_throttle(ERROR_LOG_PERIOD_S * 5, f"cloud {report.error_type}: {report.error} "
+                                                               f"(served by: {report.served_by})")
         with contextlib.suppress(rospy.ROSException):  # shutting down
             self.cloud_pub.publish(String(data=json_forms.CLOUD_RESULT.build(timestamp=rospy.get_time(), **fields)))
 
@@ -327,10 +341,13 @@ class InferenceNode:
         c = self.controller.counters
         breaker = self.cloud.breaker.state.value
         uses = self.modes.uses_cloud
+        if self.cloud.breaker.overloaded:
+            breaker += " (server overloaded)"
         stat.summary(WARN if uses and breaker != "closed" else OK,
                      f"{self.cloud.client.url} breaker {breaker}" + ("" if uses else " (not used in edge mode)"))
         stat.add("url", self.cloud.client.url)
-        for key in ("cloud_requests", "cloud_errors", "cloud_fallbacks", "cloud_actions", "edge_actions"):
+        for key in ("cloud_requests", "cloud_errors", "cloud_fallbacks", "cloud_overloaded", "cloud_client_errors",
+                    "cloud_actions", "edge_actions"):
             stat.add(key, getattr(c, key))
         last = self.last_cloud
         if last is not None:
@@ -375,7 +392,8 @@ def make_cloud(config: InferenceConfig, clock: PolledClock) -> CloudPolicy:
             raise ValueError(f"~cloud_token_file {config.cloud_token_file!r} is empty")
     client = CloudClient(config.cloud_url, token=token, ca_file=config.cloud_ca_file,
                          connect_timeout_s=config.cloud_connect_timeout, read_timeout_s=config.cloud_read_timeout,
-                         jpeg_quality=config.jpeg_quality)
+                         jpeg_quality=config.jpeg_quality, retry_after_default_s=config.cloud_retry_after_default,
+                         retry_after_max_s=config.cloud_retry_after_max)
     breaker = CircuitBreaker(config.cloud_failure_threshold, config.cloud_retry_interval, config.cloud_retry_max,
                              rospy.get_time)
     return CloudPolicy(client, breaker, clock)
