@@ -33,7 +33,9 @@ from vla_fleet.store import (
     CANCELLED,
     DEFAULT_DB_URL,
     FAILED,
+    MAX_SUBMIT_KEY_BYTES,
     PENDING,
+    SUBMIT_KEY,
     SUCCEEDED,
     TASK_STATES,
     StoredTask,
@@ -133,11 +135,21 @@ class FleetManager:
         # coordinated tasks' changes not yet published (steps to send or stop, /vla_coordination)
         self._changes: list[GroupChange] = []
         self._pruned_at: float | None = None
+        self.repeated_submits = 0   # submits whose submit_key named a stored task (answered with that task)
 
     # -- services -----------------------------------------------------------------------------
 
     def submit(self, description: str, priority: int, robot_id: str = "", parameters_json: str = "") -> StoredTask:
-        """Validate and store a new task; raises TaskRejectedError naming the bad field."""
+        """Validate and store a new task; raises TaskRejectedError naming the bad field. A submit whose
+        `submit_key` (in parameters_json) names a stored task returns that task (see `submit_once`)."""
+        return self.submit_once(description, priority, robot_id, parameters_json)[0]
+
+    def submit_once(self, description: str, priority: int, robot_id: str = "",
+                    parameters_json: str = "") -> tuple[StoredTask, bool]:
+        """(the task, True when it is new). With a `submit_key` in parameters_json that a stored task holds,
+        that task and False, whatever its state: a retried submit is the same task, never a second one.
+        The key names one request: the same key with another description, priority, robot or parameters
+        is refused (TaskRejectedError), not answered with a task that is not the one asked for."""
         text = description.strip() if isinstance(description, str) else ""
         if not text:
             raise TaskRejectedError("description is empty")
@@ -150,6 +162,7 @@ class FleetManager:
         if not isinstance(robot_id, str):
             raise TaskRejectedError("robot_id must be a string")
         params = _parse_parameters(parameters_json)
+        key = _submit_key(params)
         location = self._location(params)
         if location is None:
             location = self.named_place(text)
@@ -169,10 +182,22 @@ class FleetManager:
             params["action_sequence"] = sequence_to_json(phases)
         elif "action_sequence" in params:
             raise TaskRejectedError("parameters_json: 'action_sequence' needs 'robots' > 1")
-        task = self.store.submit(text, priority, self.clock(), requested_robot=robot_id.strip(), parameters=params,
-                                 location=location, capabilities=caps, robots=robots)
-        _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
-        return task
+        task, new = self.store.submit_once(text, priority, self.clock(), requested_robot=robot_id.strip(),
+                                           parameters=params, location=location, capabilities=caps, robots=robots,
+                                           submit_key=key)
+        if new:
+            _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
+            return task, True
+        asked = (text, priority, robot_id.strip(), json.dumps(params, allow_nan=False))
+        held = (task.description, task.priority, task.requested_robot, task.parameters_json)
+        if asked != held:
+            differs = ", ".join(name for name, a, h in zip(("description", "priority", "robot_id", "parameters_json"),
+                                                           asked, held, strict=True) if a != h)
+            raise TaskRejectedError(f"parameters_json: {SUBMIT_KEY} {key!r:.80} already names task {task.id}, "
+                                    f"submitted with another {differs}")
+        self.repeated_submits += 1
+        _log.info("task %s submitted again (%s %r): already %s", task.id, SUBMIT_KEY, key, task.state)
+        return task, False
 
     def cancel(self, task_id: str) -> tuple[StoredTask | None, str]:
         """(the task as it was, message); an active task's robot must be told (the node publishes it)."""
@@ -515,6 +540,16 @@ def _parse_parameters(text: str) -> dict:
     if not isinstance(params, dict):
         raise TaskRejectedError("parameters_json must be one JSON object")
     return params
+
+
+def _submit_key(params: dict) -> str:
+    """The submit's idempotency key ("" for none: absent or empty)."""
+    key = params.get(SUBMIT_KEY, "")
+    if not isinstance(key, str):
+        raise TaskRejectedError(f"parameters_json: '{SUBMIT_KEY}' must be a string")
+    if len(key.encode()) > MAX_SUBMIT_KEY_BYTES:
+        raise TaskRejectedError(f"parameters_json: '{SUBMIT_KEY}' is longer than {MAX_SUBMIT_KEY_BYTES} bytes")
+    return key
 
 
 def _refuse_constant(name: str) -> None:

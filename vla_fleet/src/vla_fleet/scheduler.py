@@ -4,13 +4,16 @@ A schedule runs at a time, after a delay, or recurring (every `interval_s`, or o
 read by croniter), with a priority. `Scheduler.run_due(now, submit)` hands every ready schedule to
 `submit` (the fleet manager's submit_task, injected); after downtime a recurring schedule runs once
 for all the slots it missed, then waits for its next slot after `now`. A submit that fails is tried
-again with exponential backoff and the slot stays due until one succeeds: at-least-once delivery
-(SubmitTask has no idempotency key, so a crash between the manager's answer and the store's write
-submits that slot again).
+again with exponential backoff and the slot stays due until one succeeds. Every try of one slot carries
+the same idempotency key in its parameters_json (`submit_key`: `<schedule id>@<slot, ROS time [s] to the
+microsecond>`), and the fleet manager answers a key it has stored with that task: a try whose answer was
+lost (a timeout, the manager restarted after its commit, this node killed before recording the answer)
+and is sent again is the same task, so each slot is submitted exactly once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from vla_fleet.schedule_store import AT, CRON, INTERVAL, Schedule, ScheduleStore
-from vla_fleet.store import DEFAULT_DB_URL
+from vla_fleet.store import DEFAULT_DB_URL, SUBMIT_KEY
 from vla_monitoring.config import ConfigError, param
 from vla_msgs import tasks
 
@@ -173,6 +176,8 @@ class Scheduler:
             raise ScheduleError(f"parameters_json 'cron' must be a cron expression string, got {cron!r}")
         if interval_s is not None and cron is not None:
             raise ScheduleError("parameters_json may hold 'interval_s' or 'cron', not both")
+        if SUBMIT_KEY in doc:
+            raise ScheduleError(f"parameters_json '{SUBMIT_KEY}' is the scheduler's own: each slot gets one")
         if delay_s is not None and req.scheduled_time > 0:
             raise ScheduleError("give scheduled_time or parameters_json 'delay_s', not both")
         if delay_s is not None and not 0.0 <= delay_s <= self.cfg.max_ahead_s:
@@ -247,7 +252,7 @@ class Scheduler:
 
     def _run(self, schedule: Schedule, now: float, submit: Submit) -> Outcome:
         try:
-            task_id = submit(schedule)
+            task_id = submit(with_submit_key(schedule))
         except SubmitError as exc:
             attempts = schedule.attempts + 1
             wait_s = self.backoff_s(attempts)
@@ -274,3 +279,15 @@ class Scheduler:
             _log.warning("schedule %s: %s; no further runs", schedule.id, exc)
             return None
 
+
+def submit_key(schedule: Schedule) -> str:
+    """The idempotency key of the schedule's current slot: the same on every try of that slot, another on the
+    next slot (slots are at least min_interval_s >= 0.01 s apart; the slot is written to the microsecond)."""
+    return f"{schedule.id}@{schedule.due:.6f}"
+
+
+def with_submit_key(schedule: Schedule) -> Schedule:
+    """The schedule as submitted: its parameters_json with the slot's `submit_key` added."""
+    params = json.loads(schedule.parameters_json or "{}")
+    params[SUBMIT_KEY] = submit_key(schedule)
+    return dataclasses.replace(schedule, parameters_json=json.dumps(params))

@@ -9,6 +9,13 @@ requires the task still pending, an attempt's key (task, attempt number) is uniq
 partial index keeps one active (assigned or running) task per robot, whichever manager assigned
 it: a round that loses a race to another manager rolls back whole and decides again next time.
 
+A submit may carry an idempotency key (`submit_key` in its parameters; the scheduler sets one per
+schedule slot): a unique partial index on the column makes the key name one task in the database,
+whichever manager stored it, and a submit whose key is taken inserts nothing and gets that task back
+(`INSERT ... ON CONFLICT DO NOTHING`: the index decides a race between two managers, the loser reads
+the winner's row). A key lives as long as its task row; rows are never deleted (pruning removes
+history events only), so a key is never taken by a second task.
+
 `open_store("sqlite:///path")` (WAL) or `open_store("postgresql://user@host:port/db")` (psycopg).
 """
 
@@ -47,6 +54,9 @@ TASK_STATES = (PENDING, ASSIGNED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (ASSIGNED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 DEFAULT_DB_URL = "sqlite:///~/.ros/vla_fleet/fleet.db"
+# The parameters_json key of a submit's idempotency key: a submit carrying a key the store holds is that task.
+SUBMIT_KEY = "submit_key"
+MAX_SUBMIT_KEY_BYTES = 256
 
 
 class StoreError(RuntimeError):
@@ -81,6 +91,7 @@ class StoredTask:
     capabilities: tuple[str, ...] = ()
     robots: int = 1                  # k > 1: a coordinated task (its steps are tasks of their own)
     parent_id: str = ""              # a step of a coordinated task: that task's id
+    submit_key: str = ""             # the submit's idempotency key (empty: none)
 
     # parsed when asked for: a round reads thousands of rows and needs neither
     @property
@@ -110,7 +121,7 @@ class StoredTask:
 
 _COLUMNS = ("id, description, priority, requested_robot, parameters_json, state, robot_id, created_time, "
             "updated_time, assignment_time, attempts, failures, reasons_json, seq, x, y, capabilities, robots, "
-            "parent_id")
+            "parent_id, submit_key")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -157,7 +168,12 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_task ON history (task_id, id);
 """
 # Columns added after the first release: an older database gets them when opened.
-_ADDED_COLUMNS = {"robots": "INTEGER NOT NULL DEFAULT 1", "parent_id": "TEXT NOT NULL DEFAULT ''"}
+_ADDED_COLUMNS = {"robots": "INTEGER NOT NULL DEFAULT 1", "parent_id": "TEXT NOT NULL DEFAULT ''",
+                  "submit_key": "TEXT"}
+# One task per idempotency key; NULL (a submit without a key) is never a conflict. Partial: only keyed rows
+# are indexed, and an INSERT ... ON CONFLICT names the same condition (both dialects require it).
+_KEYED = "submit_key IS NOT NULL"
+_KEY_INDEX = f"CREATE UNIQUE INDEX IF NOT EXISTS tasks_submit_key ON tasks (submit_key) WHERE {_KEYED}"
 # Coordinated tasks: one row per robot slot of a running group; a robot is in one group at most.
 # The partial index holds the coordinated tasks waiting for robots (literals: SQLite uses a partial
 # index only when the query's WHERE states its condition).
@@ -219,6 +235,7 @@ class TaskStore:
             for statement in _GROUP_TABLES.split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            cur.execute(_KEY_INDEX)
 
     def close(self) -> None:
         with self._lock:
@@ -315,18 +332,35 @@ class TaskStore:
                capabilities: Sequence[str] = (), robots: int = 1) -> StoredTask:
         """A new pending task with a fresh UUID4 id; `robots` > 1 makes it a coordinated task (its
         parameters hold the normalised `action_sequence`)."""
+        return self.submit_once(description, priority, now, requested_robot=requested_robot, parameters=parameters,
+                                location=location, capabilities=capabilities, robots=robots)[0]
+
+    def submit_once(self, description: str, priority: int, now: float, *, requested_robot: str = "",
+                    parameters: dict | None = None, location: tuple[float, float] | None = None,
+                    capabilities: Sequence[str] = (), robots: int = 1,
+                    submit_key: str = "") -> tuple[StoredTask, bool]:
+        """(the task, True) for a new task as `submit` stores it; with a `submit_key` another task already
+        holds, (that task, False) and nothing is written, whatever its state: the same submit again is the
+        same task. The unique index decides a race: the loser's insert does nothing (on PostgreSQL it waits
+        for the winner's commit) and reads the winner's row."""
         task_id = str(uuid.uuid4())
         params = json.dumps(parameters or {}, allow_nan=False)
         x, y = location if location is not None else (None, None)
         with self._tx() as cur:
             cur.run("INSERT INTO tasks (id, description, priority, requested_robot, parameters_json, state, "
-                    "created_time, updated_time, x, y, capabilities, robots) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "created_time, updated_time, x, y, capabilities, robots, submit_key) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (submit_key) WHERE {_KEYED} "
+                    "DO NOTHING",
                     (task_id, description, priority, requested_robot, params, PENDING, now, now, x, y,
-                     ",".join(sorted(set(capabilities))), robots))
+                     ",".join(sorted(set(capabilities))), robots, submit_key or None))
+            if cur.rowcount == 0:
+                rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE submit_key = ?", (submit_key,))
+                if not rows:  # not possible: only a key that is held conflicts, and rows are not deleted
+                    raise StoreError(f"submit_key {submit_key!r} conflicted but names no task")
+                return _task(rows[0]), False
             _event(cur, task_id, now, "submitted", requested_robot, f"priority {priority}")
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
-        return _task(rows[0])
+        return _task(rows[0]), True
 
     def assign_round(self, decide: Callable[[list[StoredTask], set[str]], list[tuple[str, str]]],
                      manager_id: str, now: float, limit: int) -> list[StoredTask]:
@@ -750,11 +784,11 @@ def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, de
 
 def _task(row: Sequence[Any]) -> StoredTask:
     (task_id, description, priority, requested, params, state, robot_id, created, updated, assigned, attempts,
-     failures, reasons, seq, x, y, caps, robots, parent_id) = row
+     failures, reasons, seq, x, y, caps, robots, parent_id, submit_key) = row
     return StoredTask(task_id, description, int(priority), requested, params, state, robot_id,
                       float(created), float(updated), float(assigned), int(attempts), int(failures),
                       reasons, int(seq), x, y, tuple(c for c in caps.split(",") if c) if caps else (),
-                      int(robots), parent_id)
+                      int(robots), parent_id, submit_key or "")
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:

@@ -88,8 +88,9 @@ def test_delay(sched):
     assert run(sched, m, T0 + 4.99) == []
     run(sched, m, T0 + 5)
     assert m.calls[0][0] == T0 + 5
-    # the scheduler's keys are taken out; the manager's own go through
-    assert json.loads(m.calls[0][1].parameters_json) == {"place": "dock"}
+    # the scheduler's keys are taken out; the manager's own go through, with the slot's idempotency key
+    schedule = m.calls[0][1]
+    assert json.loads(schedule.parameters_json) == {"place": "dock", "submit_key": f"{schedule.id}@{T0 + 5:.6f}"}
 
 
 def test_interval_runs_every_slot_and_once_after_downtime(sched):

@@ -76,12 +76,15 @@ class FleetManagerNode:
     def _on_submit(self, req) -> SubmitTaskResponse:
         try:
             with self.lock:
-                task = self.core.submit(req.description, req.priority, req.robot_id, req.parameters_json)
+                task, new = self.core.submit_once(req.description, req.priority, req.robot_id, req.parameters_json)
         except TaskRejectedError as exc:
             self.bad.reject(names.FLEET_SUBMIT_TASK, str(exc))
             return SubmitTaskResponse(success=False, message=f"rejected: {exc}", task_id="")
         except StoreError as exc:
             return SubmitTaskResponse(success=False, message=f"store error: {exc}", task_id="")
+        if not new:  # its submit_key names this task: the same submit again (an answer was lost), not a new one
+            return SubmitTaskResponse(success=True, message=f"already submitted with this submit_key ({task.state})",
+                                      task_id=task.id)
         return SubmitTaskResponse(success=True, message=f"queued at priority {task.priority}", task_id=task.id)
 
     def _on_cancel(self, req) -> CancelTaskResponse:
@@ -187,6 +190,7 @@ class FleetManagerNode:
         stat.add("robots online", str(online))
         stat.add("robots offline", str(len(robots) - online))
         stat.add("last round [ms]", f"{self.last_round_ms:.1f}")
+        stat.add("repeated submits (submit_key known)", str(self.core.repeated_submits))
         stat.add("manager id", self.core.manager_id)
         stat.add("store", self.core.store.dialect)
         stat.add("rounds lost to another manager", str(self.core.store.lost_rounds))
