@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from vla_fleet import release
+from vla_fleet.ota.auth import RobotTokens
 from vla_fleet.ota.download import ServerClient
 from vla_fleet.ota.package import FileEntry, Manifest
 from vla_fleet.ota.server import create_app
@@ -64,23 +65,26 @@ def crafted(out: Path, keys: Keys, version: str, members: list[tarfile.TarInfo],
 class Server:
     """The real update server app under uvicorn on a loopback port, in a thread."""
 
-    def __init__(self, root: Path, certfile: Path | None = None, keyfile: Path | None = None):
+    def __init__(self, root: Path, certfile: Path | None = None, keyfile: Path | None = None,
+                 tokens: RobotTokens | None = None):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"{'https' if certfile else 'http'}://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=self.port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(root, tokens=tokens), host="127.0.0.1", port=self.port,
                                                     log_level="warning", ssl_certfile=certfile, ssl_keyfile=keyfile))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_until(lambda: self.server.started, 30.0, "the update server to listen")
 
-    def client(self, ca_file: str = "") -> ServerClient:
-        return ServerClient(self.url, timeout_s=30.0, ca_file=ca_file)
+    def client(self, ca_file: str = "", token: str = "") -> ServerClient:
+        return ServerClient(self.url, timeout_s=30.0, ca_file=ca_file, token=token)
 
-    def fleet(self) -> dict:
+    def fleet(self, token: str = "") -> dict:
         import urllib.request
-        with urllib.request.urlopen(self.url + "/api/fleet", timeout=30) as resp:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with urllib.request.urlopen(urllib.request.Request(self.url + "/api/fleet", headers=headers),
+                                    timeout=30) as resp:
             return json.loads(resp.read())
 
     def stop(self) -> None:

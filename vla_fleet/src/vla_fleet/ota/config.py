@@ -16,6 +16,8 @@ class OtaUpdaterConfig:
                             help="the update server (http:// or https://)")
     ca_file: str = param("", help="CA certificate (PEM) that signed an https server's certificate; "
                                   "empty: the system's")
+    token_file: str = param("", help="file holding this robot's token for the update server, sent as "
+                                     "`Authorization: Bearer` (read again when it changes); empty: none sent")
     public_key_file: str = param("~/.ros/vla_fleet/ota/ota_ed25519.pub", nonempty=True,
                                  help="the trusted ed25519 public key packages must be signed with")
     releases_dir: str = param("~/.ros/vla_fleet/ota", nonempty=True,

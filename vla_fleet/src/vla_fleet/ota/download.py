@@ -3,6 +3,7 @@
 Standard library HTTP (urllib): the package is streamed to a `.part` file in the staging directory,
 never held in memory; a `.part` left by an interrupted download is resumed with an HTTP Range request.
 Every request has a timeout; the download stops at the size the server declared, capped by the caller.
+With a token every request (latest, download and its Range resume, report) carries `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CHUNK_BYTES = 1 << 16
 
 class DownloadError(RuntimeError):
     """The server unreachable, an HTTP error, or a package larger than allowed; the message says which."""
+
+
+class AuthError(DownloadError):
+    """The server refused this robot's token (HTTP 401) or what it asked for with it (HTTP 403)."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +52,26 @@ class Fetched:
 class ServerClient:
     """One update server at base_url (http:// or https://, with an optional CA file for a private cert)."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0, ca_file: str = ""):
+    def __init__(self, base_url: str, timeout_s: float = 30.0, ca_file: str = "",
+                 token: Callable[[], str] | str = ""):
+        """token: the robot's token, or a callable giving it at each request (a file read again on change)."""
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._ssl = ssl.create_default_context(cafile=ca_file or None) if base_url.startswith("https") else None
+        self._token = token if callable(token) else (lambda: token)
+        self.auth_failures = 0  # 401/403 answers, for the node's diagnostics
 
     def _open(self, request: urllib.request.Request):
+        if token := self._token():
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             return urllib.request.urlopen(request, timeout=self.timeout_s, context=self._ssl)
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                self.auth_failures += 1
+                why = "no valid token" if exc.code == 401 else "the token does not speak for this robot"
+                raise AuthError(f"{request.full_url}: HTTP {exc.code} {exc.reason}: the server refused us "
+                                f"({why}; see ~token_file)") from exc
             raise DownloadError(f"{request.full_url}: HTTP {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise DownloadError(f"{request.full_url}: {exc}") from exc

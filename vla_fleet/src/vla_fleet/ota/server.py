@@ -1,4 +1,5 @@
-"""The update server: `rosrun vla_fleet update_server --root DIR --port P [--certfile F --keyfile F]`.
+"""The update server: `rosrun vla_fleet update_server --root DIR --port P [--certfile F --keyfile F]
+[--token-file F]`.
 
 A Starlette app under uvicorn. DIR holds the packages (`*.tar.gz`, each with its `.sig` beside it) and
 an optional rollout plan (`rollout.json`); the newest version is offered, to the robots its rollout
@@ -7,12 +8,15 @@ stage allows.
   GET  /packages/<file>                                   the package, with HTTP Range (resume)
   POST /api/updates/report   {robot_id, version, previous_version, status, message}
   GET  /api/fleet            who runs which version; each release's rollout stage, halted and why
+With --token-file (vla_fleet.ota.auth) every route needs a valid token (401 without, nothing recorded);
+a robot's token speaks only for its own robot_id in latest and report (403 for another's).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
+from vla_fleet.ota.auth import Identity, RobotTokens, TokenFileError
 from vla_fleet.ota.package import PackageError, newer, parse_version, read_manifest
 from vla_fleet.ota.rollout import RolloutError, Rollouts
 from vla_fleet.ota.signing import digest_file
@@ -85,11 +90,30 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(root: Path, clock=time.time) -> Starlette:
+def _unauthorized() -> JSONResponse:
+    return JSONResponse({"error": "a valid token is required (Authorization: Bearer <token>)"}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="vla_fleet update server"'})
+
+
+def create_app(root: Path, clock=time.time, tokens: RobotTokens | None = None) -> Starlette:
+    """The app; tokens None serves everyone (main() warns about it)."""
     catalogue = Catalogue(root)
     rollouts = Rollouts(root / PLAN_NAME, root / STATE_NAME, clock)
 
+    def caller(request: Request) -> Identity | None:
+        if tokens is None:
+            return Identity("*")
+        return tokens.identify(request.headers.get("authorization"))
+
+    def forbidden(who: Identity, robot_id: str) -> JSONResponse | None:
+        if who.speaks_for(robot_id):
+            return None
+        return _error(403, f"this token is {who.robot_id}'s: it does not speak for robot_id {robot_id[:128]!r}")
+
     def latest(request: Request) -> JSONResponse:
+        who = caller(request)
+        if who is None:
+            return _unauthorized()
         current = request.query_params.get("current_version", "0")
         robot_id = request.query_params.get("robot_id", "")
         try:
@@ -98,6 +122,8 @@ def create_app(root: Path, clock=time.time) -> Starlette:
             return _error(400, f"current_version: {exc}")
         if not robot_id or len(robot_id) > 128:
             return _error(400, "robot_id: required, at most 128 characters")
+        if (refused := forbidden(who, robot_id)) is not None:
+            return refused
         rollouts.seen(robot_id, current)
         package = catalogue.newest()
         if package is None or not newer(package.version, current):
@@ -113,17 +139,24 @@ def create_app(root: Path, clock=time.time) -> Starlette:
                              "signature": package.signature, "size": package.size})
 
     def download(request: Request):
+        if caller(request) is None:
+            return _unauthorized()
         package = catalogue.by_name(request.path_params["name"])
         if package is None:
             return _error(404, "no such package")
         return FileResponse(package.path, media_type="application/gzip")
 
     async def report(request: Request) -> JSONResponse:
+        who = caller(request)
+        if who is None:
+            return _unauthorized()
         try:
             doc = await request.json()
             fields = {k: doc[k] for k in ("robot_id", "version", "status")}
             if not all(isinstance(v, str) and v for v in fields.values()):
                 raise TypeError("robot_id, version and status must be non-empty strings")
+            if (refused := forbidden(who, fields["robot_id"])) is not None:
+                return refused
             parse_version(fields["version"])
             rollouts.report(fields["robot_id"], fields["version"], str(doc.get("previous_version") or ""),
                             fields["status"], str(doc.get("message") or "")[:2000])
@@ -131,7 +164,9 @@ def create_app(root: Path, clock=time.time) -> Starlette:
             return _error(400, f"bad report: {exc}")
         return JSONResponse({"ok": True})
 
-    def fleet(_request: Request) -> JSONResponse:
+    def fleet(request: Request) -> JSONResponse:
+        if caller(request) is None:
+            return _unauthorized()
         return JSONResponse(rollouts.view())
 
     return Starlette(routes=[
@@ -149,13 +184,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--certfile", default=None, help="TLS certificate (PEM); with --keyfile serves https")
     parser.add_argument("--keyfile", default=None)
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="per-robot tokens, `robot_id token` per line (`* token`: fleet-wide); read again "
+                             "when it changes. Without it the robot endpoints are unauthenticated")
     args = parser.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
     if not args.root.is_dir():
         parser.error(f"--root {args.root} is not a directory")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.run(create_app(args.root), host=args.host, port=args.port, ssl_certfile=args.certfile,
+    tokens = None
+    if args.token_file is not None:
+        try:
+            tokens = RobotTokens(args.token_file)
+        except TokenFileError as exc:
+            print(f"error: --token-file: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
+        _log.info("robot endpoints need a token from %s (%d tokens)", args.token_file,
+                  tokens.count)
+    else:
+        _log.warning("no --token-file: the robot endpoints (latest, report, packages, fleet) are "
+                     "unauthenticated; anyone who reaches this port can halt or advance a rollout")
+    uvicorn.run(create_app(args.root, tokens=tokens), host=args.host, port=args.port, ssl_certfile=args.certfile,
                 ssl_keyfile=args.keyfile, log_level="warning")
 
 

@@ -17,6 +17,7 @@ import rospy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
 
+from vla_fleet.ota.auth import RobotToken, TokenFileError
 from vla_fleet.ota.config import OtaUpdaterConfig
 from vla_fleet.ota.download import ServerClient
 from vla_fleet.ota.health import HealthWatch
@@ -44,7 +45,7 @@ class _ShutdownError(Exception):
 
 
 class OtaUpdaterNode:
-    def __init__(self, config: OtaUpdaterConfig, verify_key):
+    def __init__(self, config: OtaUpdaterConfig, verify_key, token: RobotToken | None = None):
         self.cfg = config
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.pub_json = rospy.Publisher(names.UPDATES, String, queue_size=50)
@@ -54,7 +55,7 @@ class OtaUpdaterNode:
         self.updater = Updater(Path(config.releases_dir), verify_key, clock=rospy.get_time, report=self._report,
                                max_package_bytes=int(config.max_package_mb * MB), keep_releases=config.keep_releases,
                                caps=Caps(int(config.max_unpacked_mb * MB), config.max_files))
-        self.client = ServerClient(config.server_url, config.request_timeout_s, config.ca_file)
+        self.client = ServerClient(config.server_url, config.request_timeout_s, config.ca_file, token or "")
         self._load = rospy.ServiceProxy(names.INFERENCE_LOAD_MODEL, Trigger)
         self._watch: HealthWatch | None = None
         self._busy = threading.Lock()
@@ -206,6 +207,8 @@ class OtaUpdaterNode:
         stat.add("current version", current)
         stat.add("installed", ", ".join(self.updater.installed()))
         stat.add("server", self.cfg.server_url)
+        stat.add("token", self.cfg.token_file or "none sent")
+        stat.add("refused by the server (401/403)", str(self.client.auth_failures))
         stat.add("busy", str(self._busy.locked()))
         return stat
 
@@ -219,7 +222,14 @@ def main() -> None:
     except (SignatureError, OSError) as exc:
         rospy.logfatal(f"{rospy.get_name()}: ~public_key_file {config.public_key_file!r}: {exc}")
         raise SystemExit(CONFIG_EXIT_CODE) from exc
-    OtaUpdaterNode(config, verify_key)
+    token = None
+    if config.token_file:
+        try:
+            token = RobotToken(config.token_file)
+        except TokenFileError as exc:
+            rospy.logfatal(f"{rospy.get_name()}: ~token_file: {exc}")
+            raise SystemExit(CONFIG_EXIT_CODE) from exc
+    OtaUpdaterNode(config, verify_key, token)
     rospy.loginfo("ota_updater_node up: %s, server %s, releases in %s", config.robot_id, config.server_url,
                   config.releases_dir)
     rospy.spin()
