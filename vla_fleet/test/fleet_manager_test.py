@@ -85,6 +85,10 @@ class FleetManagerTest(unittest.TestCase):
     def state(self, task_id):
         return {t.id: t.state for t in self.list("").tasks}.get(task_id)
 
+    def repeated_submits(self):
+        key = "repeated submits (submit_key known)"
+        return max((int(values[key]) for values in list(self.diagnostics.values()) if key in values), default=0)
+
     def feedback(self, robot_id, task_id, state, reason=""):
         self.feedback_pub.publish(String(data=json_forms.TASK_FEEDBACK.build(
             timestamp=rospy.get_time(), robot_id=robot_id, task_id=task_id, state=state, reason=reason)))
@@ -95,6 +99,27 @@ class FleetManagerTest(unittest.TestCase):
         self.wait(lambda: self.state(task_id) == "running", f"{task_id} running")
         self.feedback(robot_id, task_id, outcome, "scripted")
         self.robots.set(robot_id, status="available", current_task_id=None)
+
+    def test_a_submit_key_names_one_task(self):
+        """A submit sent again with its submit_key (its answer lost) is the task stored the first time, through
+        submit_task and the JSON submit topic alike; the key with another request is refused."""
+        params = json.dumps({"submit_key": "retry-test@1"})
+        first = self.submit("wait for nobody", 7, "nobody", params)
+        self.assertTrue(first.success, first.message)
+        again = self.submit("wait for nobody", 7, "nobody", params)
+        self.assertEqual((again.success, again.task_id), (True, first.task_id))
+        self.assertIn("already submitted", again.message)
+        self.wait(lambda: self.submit_json_pub.get_num_connections() > 0, "the manager on the JSON submit topic")
+        self.submit_json_pub.publish(String(data=json.dumps({
+            "description": "wait for nobody", "priority": 7, "robot_id": "nobody",
+            "parameters": {"submit_key": "retry-test@1"}})))
+        # the topic's document handled: the manager counts it as the second repeated submit (no new task)
+        self.wait(lambda: self.repeated_submits() >= 2, "the JSON submit answered with the stored task")
+        other = self.submit("wait for somebody", 7, "nobody", params)
+        self.assertFalse(other.success)
+        self.assertIn(f"already names task {first.task_id}", other.message)
+        self.assertEqual([t.id for t in self.list("").tasks if t.description == "wait for nobody"], [first.task_id])
+        self.assertTrue(self.cancel(first.task_id).success)
 
     def test_fleet(self):
         self.wait(lambda: self.feedback_pub.get_num_connections() > 0, "the manager on /task_feedback")

@@ -114,7 +114,13 @@ class SchedulerFiresTest(unittest.TestCase):
         self.assertEqual(manager.times("patrol the hall"), patrols)
         with manager.lock:
             number, blue = next((i + 1, c) for i, c in enumerate(manager.calls) if c[1] == "go to the blue ball")
-        self.assertEqual((blue[2], json.loads(blue[3])), (1, {"place": "shelf"}))
+        params = json.loads(blue[3])
+        key = params.pop("submit_key")  # the slot's idempotency key: the same on every try of that slot
+        self.assertEqual((blue[2], params), (1, {"place": "shelf"}))
+        self.assertTrue(key.startswith(f"{resp.task_id}@"), key)
+        with manager.lock:
+            patrol_keys = [json.loads(c[3])["submit_key"] for c in manager.calls if c[1] == "patrol the hall"]
+        self.assertEqual(len(set(patrol_keys)), len(patrols))  # each slot its own key
 
         # a robot's report on that task is kept with its schedule (read from the node's database file)
         self.wait(lambda: self.feedback.get_num_connections() > 0, 5, "scheduler_node on /task_feedback")
