@@ -89,20 +89,29 @@ class Health:
 
 
 class UpdateServer:
-    """`rosrun vla_fleet update_server` on a free loopback port, serving DIR/server."""
+    """`rosrun vla_fleet update_server` on a free loopback port, serving DIR/server; with tokens (robot_id ->
+    token) it runs with --token-file and reads its fleet view with the first of them."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, tokens: dict[str, str] | None = None):
         self.logs = Path(str(directory) + "-logs")
         self.logs.mkdir(exist_ok=True)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        extra = []
+        self.token = ""
+        if tokens:
+            token_file = self.logs / "server_tokens"
+            token_file.write_text("".join(f"{rid} {token}\n" for rid, token in tokens.items()))
+            extra, self.token = ["--token-file", str(token_file)], next(iter(tokens.values()))
         self.group = ProcessGroup(["rosrun", "vla_fleet", "update_server", "--root", str(directory / "server"),
-                                   "--host", "127.0.0.1", "--port", str(port)], self.logs / "server.log")
+                                   "--host", "127.0.0.1", "--port", str(port), *extra], self.logs / "server.log")
         wait_until(self.fleet, 60.0, "the update server to answer")
 
     def fleet(self) -> dict | None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            with urllib.request.urlopen(self.url + "/api/fleet", timeout=5) as resp:
+            with urllib.request.urlopen(urllib.request.Request(self.url + "/api/fleet", headers=headers),
+                                        timeout=5) as resp:
                 return json.loads(resp.read())
         except OSError:
             return None
@@ -111,12 +120,14 @@ class UpdateServer:
         self.group.stop()
 
 
-def updater_node(directory: Path, url: str, health_window: float, log_name: str = "updater.log") -> ProcessGroup:
-    """ota_updater_node for robot_1 on DIR/robot, checking only when asked."""
+def updater_node(directory: Path, url: str, health_window: float, log_name: str = "updater.log",
+                 token_file: Path | None = None) -> ProcessGroup:
+    """ota_updater_node for robot_1 on DIR/robot, checking only when asked (with ~token_file if given)."""
     return ProcessGroup([
         "rosrun", "vla_fleet", "ota_updater_node", f"_server_url:={url}",
         f"_public_key_file:={directory / 'keys' / 'ota_ed25519.pub'}", f"_releases_dir:={directory / 'robot'}",
-        f"_health_window:={health_window}", "_check_on_start:=false", "_robot_id:=robot_1"],
+        f"_health_window:={health_window}", "_check_on_start:=false", "_robot_id:=robot_1",
+        *([f"_token_file:={token_file}"] if token_file else [])],
         Path(str(directory) + "-logs") / log_name)
 
 

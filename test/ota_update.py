@@ -2,7 +2,9 @@
 """OTA end to end on a real master: update_server and ota_updater_node (started here), inference_node
 loading from current/. 1.1.0 is installed on `check_now` and served with no missed control period; 1.2.0
 fails its vla_health watch and is rolled back by itself (the policy back to 1.1.0); `rollback` then goes
-back to 1.0.0 on request. vla_health is this test's own publisher: it decides which release is healthy."""
+back to 1.0.0 on request. The server wants tokens: the node starts with a wrong one in its ~token_file (a
+failed check, HTTP 401, nothing installed) and goes on once the file holds its token (read again on change).
+vla_health is this test's own publisher: it decides which release is healthy."""
 
 import os
 import shutil
@@ -25,8 +27,10 @@ MISSED = ("starved_steps", "skipped_steps", "stale_frames")
 class OtaUpdate(unittest.TestCase):
     def setUp(self):
         self.dir = Path(rospy.get_param("/ota_test_dir"))
-        self.server = UpdateServer(self.dir)
-        self.updater = updater_node(self.dir, self.server.url, health_window=3.0)
+        self.server = UpdateServer(self.dir, tokens={"robot_1": "tok-robot-1", "robot_2": "tok-robot-2"})
+        self.token_file = Path(str(self.dir) + "-logs") / "robot_1.token"
+        self.token_file.write_text("tok-not-robot-1\n")
+        self.updater = updater_node(self.dir, self.server.url, health_window=3.0, token_file=self.token_file)
 
     def tearDown(self):
         self.updater.stop()
@@ -52,7 +56,14 @@ class OtaUpdate(unittest.TestCase):
 
             rospy.wait_for_service(names.OTA_CHECK_NOW, timeout=60.0)
             check = rospy.ServiceProxy(names.OTA_CHECK_NOW, Trigger)
+            # a wrong token: a clear failed check, nothing installed; the right one written: the update goes on
             self.assertTrue(check().success)
+            refused = updates.wait_for(lambda d: d["status"] == "failed" and "HTTP 401" in d["message"], 60.0,
+                                       "the check refused with HTTP 401")
+            self.assertIn("the server refused us", refused["message"])
+            self.assertEqual(os.readlink(self.dir / "robot" / "current"), "releases/1.0.0")
+            self.token_file.write_text("tok-robot-1\n")
+            wait_until(lambda: check().success, 30.0, "the updater to take the next check", clock=rospy.get_time)
             done = self._wait_status(updates, "completed", "1.1.0")
             self.assertEqual(done["previous_version"], "1.0.0")
             actions.wait_for(lambda m: m.model_version == "1.1.0", 30.0, "an action of release 1.1.0")
