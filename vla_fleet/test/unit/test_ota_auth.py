@@ -252,3 +252,19 @@ def test_a_download_refused_is_not_reported_and_installs_nothing(tmp_path, keys,
     assert up.current_version() == "1.0.0" and up.installed() == ["1.0.0"]
     assert not server.fleet("tok-fleet")["rollouts"].get("1.1.0", {}).get("halted")
     assert up.run(server.client(token="tok-robot-1"), "robot_1", loaded, passes).startswith("completed: 1.1.0")
+
+
+def test_the_robots_token_file_is_read_again_when_it_changes(tmp_path):
+    path = tmp_path / "robot_1.token"
+    path.write_text("tok-a\n")
+    token = RobotToken(path)
+    assert token() == "tok-a"
+    path.write_text("tok-bb\n")
+    assert token() == "tok-bb"
+    path.write_text("\n")  # emptied by mistake: the token in use stays
+    assert token() == "tok-bb"
+    path.write_text("tok-ccc\n")
+    assert token() == "tok-ccc"
+    path.write_text("two tokens\n")
+    with pytest.raises(TokenFileError, match="more than one token"):
+        load_token(path)
