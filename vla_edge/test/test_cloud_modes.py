@@ -109,6 +109,11 @@ class CloudModes(unittest.TestCase):
             errors = [json_forms.CLOUD_RESULT.parse(m.data) for m in results.snapshot()]
             self.assertTrue(any(e.get("error") and e["source"] == "none" for e in errors),
                             "no cloud error reported on cloud_vla_result")
+            # a killed server is an outage, not an overload: reported as such
+            self.assertFalse(any(e["overloaded"] or e.get("error_type") == "cloud_overloaded" for e in errors),
+                             "an outage was reported as an overload")
+            self.assertEqual(later["cloud_overloaded"], 0)
+            self.assertGreater(later["cloud_errors"], 0)
 
             reply = set_mode("hybrid")
             self.assertTrue(reply.success and reply.mode == "hybrid", reply.message)

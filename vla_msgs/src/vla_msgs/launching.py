@@ -3,7 +3,8 @@
 `free_port()` finds a loopback port for a private master; `ProcessGroup` runs a command in a
 session of its own and stops the whole group (roslaunch, rosmaster and every node) with SIGINT,
 then SIGTERM, then SIGKILL, so nothing is orphaned to load the next run. `postgres_server()` runs a
-throwaway PostgreSQL server for the fleet's tests and benchmarks.
+throwaway PostgreSQL server for the fleet's tests and benchmarks. `python -m vla_msgs.launching
+free_url` prints a URL on a free loopback port for a launch file's `<param command=...>`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -112,3 +114,17 @@ def postgres_server(fsync: bool = False) -> Iterator[str]:
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`free_url`: http://127.0.0.1:<free port>, without a newline (roslaunch keeps a command's output
+    as it is), so that a rostest's node is given a port its test then starts a server on."""
+    if list(argv) != ["free_url"]:
+        sys.stderr.write("usage: python -m vla_msgs.launching free_url\n")
+        return 2
+    sys.stdout.write(f"http://127.0.0.1:{free_port()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
