@@ -149,6 +149,30 @@ def test_an_overload_answer_holds_off_for_its_retry_after(cloud, clock, status, 
     policy.close()
 
 
+def test_a_probe_answered_by_an_overload_holds_off_again(cloud, clock, caplog):
+    caplog.set_level(logging.WARNING, logger="vla_edge.cloud_client")
+    cloud.status, cloud.headers = 503, {"Retry-After": "2"}
+    policy = CloudPolicy(CloudClient(cloud.url), _breaker(clock), clock)
+    with pytest.raises(CloudOverloadedError):
+        policy.infer(_obs())
+    clock.advance(2.0)
+    with pytest.raises(CloudError):  # starts the probe, which the still overloaded server sheds too
+        policy.infer(_obs())
+    wait_until(lambda: policy.breaker.state is BreakerState.OPEN, 10.0, "the probe's answer")
+    assert [r["path"] for r in cloud.requests] == ["/infer", "/health"] and policy.breaker.overloaded
+    cloud.status = None
+    clock.advance(1.99)
+    with pytest.raises(CloudOverloadedError):
+        policy.infer(_obs())
+    assert len(cloud.requests) == 2, "probed again before the probe's own Retry-After ended"
+    clock.advance(0.01)
+    with pytest.raises(CloudError):
+        policy.infer(_obs())
+    wait_until(lambda: policy.breaker.state is BreakerState.CLOSED, 10.0, "the second probe")
+    assert len(caplog.records) == 1, "one overload episode logged more than once"
+    policy.close()
+
+
 def test_an_http_date_retry_after_from_the_server(cloud, clock):
     cloud.status, cloud.headers = 503, {"Retry-After": email.utils.formatdate(time.time() + 8, usegmt=True)}
     policy = CloudPolicy(CloudClient(cloud.url), _breaker(clock), clock)
