@@ -9,6 +9,7 @@ silent, reports an error, or has not taken it up within `ack_timeout_s`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -149,7 +150,9 @@ class FleetManager:
         """(the task, True when it is new). With a `submit_key` in parameters_json that a stored task holds,
         that task and False, whatever its state: a retried submit is the same task, never a second one.
         The key names one request: the same key with another description, priority, robot or parameters
-        is refused (TaskRejectedError), not answered with a task that is not the one asked for."""
+        (compared as the client sent them, by a digest: the stored ones are normalised) is refused
+        (TaskRejectedError), not answered with a task that is not the one asked for. A known key is
+        answered before the parameters are checked against the places, which may have moved since."""
         text = description.strip() if isinstance(description, str) else ""
         if not text:
             raise TaskRejectedError("description is empty")
@@ -157,12 +160,16 @@ class FleetManager:
             raise TaskRejectedError(f"description is longer than {MAX_TASK_BYTES} bytes")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TaskRejectedError(f"priority must be an integer, got {priority!r:.40}")
-        if not self.cfg.min_priority <= priority <= self.cfg.max_priority:
-            raise TaskRejectedError(f"priority {priority} outside [{self.cfg.min_priority}, {self.cfg.max_priority}]")
         if not isinstance(robot_id, str):
             raise TaskRejectedError("robot_id must be a string")
         params = _parse_parameters(parameters_json)
         key = _submit_key(params)
+        digest = _digest(params) if key else ""
+        held = self.store.by_submit_key(key) if key else None
+        if held is not None:
+            return self._repeated(held, (text, priority, robot_id.strip(), digest)), False
+        if not self.cfg.min_priority <= priority <= self.cfg.max_priority:
+            raise TaskRejectedError(f"priority {priority} outside [{self.cfg.min_priority}, {self.cfg.max_priority}]")
         location = self._location(params)
         if location is None:
             location = self.named_place(text)
@@ -184,20 +191,24 @@ class FleetManager:
             raise TaskRejectedError("parameters_json: 'action_sequence' needs 'robots' > 1")
         task, new = self.store.submit_once(text, priority, self.clock(), requested_robot=robot_id.strip(),
                                            parameters=params, location=location, capabilities=caps, robots=robots,
-                                           submit_key=key)
-        if new:
-            _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
-            return task, True
-        asked = (text, priority, robot_id.strip(), json.dumps(params, allow_nan=False))
-        held = (task.description, task.priority, task.requested_robot, task.parameters_json)
+                                           submit_key=key, submit_digest=digest)
+        if not new:  # another manager stored the key between the look-up and the insert
+            return self._repeated(task, (text, priority, robot_id.strip(), digest)), False
+        _log.info("task %s submitted: %r, priority %d", task.id, text, priority)
+        return task, True
+
+    def _repeated(self, task: StoredTask, asked: tuple[str, int, str, str]) -> StoredTask:
+        """The stored task whose submit_key a submit carries, when it asks for the same (description,
+        priority, robot_id, parameters digest); TaskRejectedError naming what differs otherwise."""
+        held = (task.description, task.priority, task.requested_robot, task.submit_digest)
         if asked != held:
             differs = ", ".join(name for name, a, h in zip(("description", "priority", "robot_id", "parameters_json"),
                                                            asked, held, strict=True) if a != h)
-            raise TaskRejectedError(f"parameters_json: {SUBMIT_KEY} {key!r:.80} already names task {task.id}, "
-                                    f"submitted with another {differs}")
+            raise TaskRejectedError(f"parameters_json: {SUBMIT_KEY} {task.submit_key!r:.80} already names task "
+                                    f"{task.id}, submitted with another {differs}")
         self.repeated_submits += 1
-        _log.info("task %s submitted again (%s %r): already %s", task.id, SUBMIT_KEY, key, task.state)
-        return task, False
+        _log.info("task %s submitted again (%s %r): already %s", task.id, SUBMIT_KEY, task.submit_key, task.state)
+        return task
 
     def cancel(self, task_id: str) -> tuple[StoredTask | None, str]:
         """(the task as it was, message); an active task's robot must be told (the node publishes it)."""
@@ -550,6 +561,13 @@ def _submit_key(params: dict) -> str:
     if len(key.encode()) > MAX_SUBMIT_KEY_BYTES:
         raise TaskRejectedError(f"parameters_json: '{SUBMIT_KEY}' is longer than {MAX_SUBMIT_KEY_BYTES} bytes")
     return key
+
+
+def _digest(params: dict) -> str:
+    """A keyed submit's parameters as its client sent them, in one canonical form, hashed: the same
+    request sent again hashes the same whatever the key order or spacing."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _refuse_constant(name: str) -> None:

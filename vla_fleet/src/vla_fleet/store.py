@@ -92,6 +92,7 @@ class StoredTask:
     robots: int = 1                  # k > 1: a coordinated task (its steps are tasks of their own)
     parent_id: str = ""              # a step of a coordinated task: that task's id
     submit_key: str = ""             # the submit's idempotency key (empty: none)
+    submit_digest: str = ""          # with a key: what the submit asked for, as its client sent it (a hash)
 
     # parsed when asked for: a round reads thousands of rows and needs neither
     @property
@@ -121,7 +122,7 @@ class StoredTask:
 
 _COLUMNS = ("id, description, priority, requested_robot, parameters_json, state, robot_id, created_time, "
             "updated_time, assignment_time, attempts, failures, reasons_json, seq, x, y, capabilities, robots, "
-            "parent_id, submit_key")
+            "parent_id, submit_key, submit_digest")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -169,7 +170,7 @@ CREATE INDEX IF NOT EXISTS history_task ON history (task_id, id);
 """
 # Columns added after the first release: an older database gets them when opened.
 _ADDED_COLUMNS = {"robots": "INTEGER NOT NULL DEFAULT 1", "parent_id": "TEXT NOT NULL DEFAULT ''",
-                  "submit_key": "TEXT"}
+                  "submit_key": "TEXT", "submit_digest": "TEXT NOT NULL DEFAULT ''"}
 # One task per idempotency key; NULL (a submit without a key) is never a conflict. Partial: only keyed rows
 # are indexed, and an INSERT ... ON CONFLICT names the same condition (both dialects require it).
 _KEYED = "submit_key IS NOT NULL"
@@ -268,6 +269,12 @@ class TaskStore:
             rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return _task(rows[0]) if rows else None
 
+    def by_submit_key(self, submit_key: str) -> StoredTask | None:
+        """The task stored with this idempotency key, or None."""
+        with self._tx(write=False) as cur:
+            rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE submit_key = ?", (submit_key,))
+        return _task(rows[0]) if rows else None
+
     def list_tasks(self, state: str = "", limit: int = 10_000) -> list[StoredTask]:
         """Tasks in queue order (priority, then submission), all states or one."""
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
@@ -338,21 +345,23 @@ class TaskStore:
     def submit_once(self, description: str, priority: int, now: float, *, requested_robot: str = "",
                     parameters: dict | None = None, location: tuple[float, float] | None = None,
                     capabilities: Sequence[str] = (), robots: int = 1,
-                    submit_key: str = "") -> tuple[StoredTask, bool]:
+                    submit_key: str = "", submit_digest: str = "") -> tuple[StoredTask, bool]:
         """(the task, True) for a new task as `submit` stores it; with a `submit_key` another task already
         holds, (that task, False) and nothing is written, whatever its state: the same submit again is the
         same task. The unique index decides a race: the loser's insert does nothing (on PostgreSQL it waits
-        for the winner's commit) and reads the winner's row."""
+        for the winner's commit) and reads the winner's row. `submit_digest` is kept with the key, for the
+        caller to tell the same request from another one under the same key."""
         task_id = str(uuid.uuid4())
         params = json.dumps(parameters or {}, allow_nan=False)
         x, y = location if location is not None else (None, None)
+        digest = submit_digest if submit_key else ""
         with self._tx() as cur:
             cur.run("INSERT INTO tasks (id, description, priority, requested_robot, parameters_json, state, "
-                    "created_time, updated_time, x, y, capabilities, robots, submit_key) "
-                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (submit_key) WHERE {_KEYED} "
+                    "created_time, updated_time, x, y, capabilities, robots, submit_key, submit_digest) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (submit_key) WHERE {_KEYED} "
                     "DO NOTHING",
                     (task_id, description, priority, requested_robot, params, PENDING, now, now, x, y,
-                     ",".join(sorted(set(capabilities))), robots, submit_key or None))
+                     ",".join(sorted(set(capabilities))), robots, submit_key or None, digest))
             if cur.rowcount == 0:
                 rows = cur.query(f"SELECT {_COLUMNS} FROM tasks WHERE submit_key = ?", (submit_key,))
                 if not rows:  # not possible: only a key that is held conflicts, and rows are not deleted
@@ -784,11 +793,11 @@ def _event(cur: _Cursor, task_id: str, now: float, event: str, robot_id: str, de
 
 def _task(row: Sequence[Any]) -> StoredTask:
     (task_id, description, priority, requested, params, state, robot_id, created, updated, assigned, attempts,
-     failures, reasons, seq, x, y, caps, robots, parent_id, submit_key) = row
+     failures, reasons, seq, x, y, caps, robots, parent_id, submit_key, submit_digest) = row
     return StoredTask(task_id, description, int(priority), requested, params, state, robot_id,
                       float(created), float(updated), float(assigned), int(attempts), int(failures),
                       reasons, int(seq), x, y, tuple(c for c in caps.split(",") if c) if caps else (),
-                      int(robots), parent_id, submit_key or "")
+                      int(robots), parent_id, submit_key or "", submit_digest)
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:

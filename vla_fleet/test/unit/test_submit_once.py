@@ -138,9 +138,10 @@ def test_an_old_database_gets_the_column_and_the_index(db_url):
     with store._tx() as cur:
         cur.execute("DROP INDEX tasks_submit_key")
         cur.execute("ALTER TABLE tasks DROP COLUMN submit_key")
+        cur.execute("ALTER TABLE tasks DROP COLUMN submit_digest")
     store.close()
     store = open_store(db_url)
-    assert store.get(old.id).submit_key == ""
+    assert (store.get(old.id).submit_key, store.get(old.id).submit_digest) == ("", "")
     first, again = (store.submit_once("go", 0, t, submit_key="k")[0] for t in (2.0, 3.0))
     assert first.id == again.id
     assert rows(store) == 2
@@ -161,6 +162,20 @@ def test_manager_answers_a_known_key_with_its_task(db_url):
     # no key, or an empty one: an ordinary submit, a new task each time
     assert mgr.submit("go to the dock", 2).id != mgr.submit("go to the dock", 2, "", keyed("")).id
     assert rows(mgr.store) == 3
+
+
+def test_a_retry_is_the_same_task_after_the_places_changed(db_url):
+    """The stored parameters are normalised (a coordinated task's places resolved to locations): a retry is
+    told from another request by what its client sent, and answered before its places are looked up."""
+    mgr = manager(db_url)
+    sequence = [[{"description": "go to the dock", "place": "dock"}, "wait"]]
+    params = {"robots": 2, "action_sequence": sequence, SUBMIT_KEY: "pair-1"}
+    task = mgr.submit("survey", 1, "", json.dumps(params))
+    mgr.places["dock"] = (9.0, 9.0)      # the place moved (a simulator object pushed aside)
+    assert mgr.submit("survey", 1, "", json.dumps(params)).id == task.id
+    del mgr.places["dock"]               # and is gone: a new submit would be refused, the retry is not
+    assert mgr.submit("survey", 1, "", json.dumps(params, indent=2, sort_keys=True)).id == task.id
+    assert rows(mgr.store) == 1 and mgr.repeated_submits == 2
 
 
 @pytest.mark.parametrize("asked, says", [
