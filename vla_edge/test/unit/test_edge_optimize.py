@@ -268,3 +268,62 @@ def test_prune_refuses_bad_demonstrations_and_amounts(conv, calibration, tmp_pat
     with pytest.raises(OptimizeError, match="fraction"):
         prune(conv, tmp_path / "p.pt", "channels", 1.0, None, epochs=0)
     assert not (tmp_path / "p.pt").exists()
+
+
+def _goal_demos(calibration, path, table: bool):
+    """Frames that all carry ONE recorded instruction, though half are labelled for goal 0 (drive forward)
+    and half for goal 1 (back up): only the paraphrase table says which goal a frame's words name."""
+    rng = np.random.default_rng(5)
+    with np.load(calibration) as data:
+        image = np.repeat(data["image"][:1], 24, axis=0)  # one view: the image cannot tell the goals apart
+        language = np.repeat(data["language"][:1], 24, axis=0)
+    target = np.array([0, 1] * 12, np.int64)
+    actions = np.zeros((24, 4, 6), np.float32)
+    actions[:, :, 0] = np.where(target == 0, 0.4, -0.4)[:, None]
+    phrasings = rng.standard_normal((6, 32)).astype(np.float32)
+    phrasings /= np.linalg.norm(phrasings, axis=1, keepdims=True)
+    arrays = {"image": image, "language": language, "actions": actions}
+    if table:
+        arrays |= {"target": target, "paraphrases": phrasings, "paraphrase_target": np.array([0, 0, 0, 1, 1, 1])}
+    np.savez(path, **arrays)
+    return phrasings
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_fine_tune_learns_each_goal_from_its_phrasings_through_the_paraphrase_table(conv, calibration, tmp_path, table):
+    import torch
+
+    from vla_edge.optimize.prune import fine_tune, load_demonstrations
+
+    phrasings = _goal_demos(calibration, tmp_path / "goals.npz", table)
+    policy = load_policy(conv, "cpu")
+    demos = load_demonstrations(tmp_path / "goals.npz", policy.spec)
+    module = torch.jit.load(str(conv))
+    fit = fine_tune(module, demos, policy.spec, epochs=60, lr=3e-3)
+    with torch.no_grad():
+        image = torch.from_numpy(demos.observations.vision[:6])
+        forward = module(image, torch.from_numpy(phrasings))[:, 0, 0].numpy()
+    gap = float(forward[:3].mean() - forward[3:].mean())  # goal 0's phrasings drive forward, goal 1's back
+    if table:
+        assert gap > 0.3 and "redrawn among 6 phrasings" in fit["language"], (forward, fit)
+    else:  # one recorded instruction for both goals: nothing to learn the goal from
+        assert abs(gap) < 0.1 and fit["language"] == "as recorded", (forward, fit)
+
+
+def test_paraphrases_are_drawn_within_each_frames_goal_and_a_partial_table_is_refused(conv, calibration, tmp_path):
+    from vla_edge.optimize.prune import load_demonstrations
+
+    phrasings = _goal_demos(calibration, tmp_path / "goals.npz", table=True)
+    spec = load_policy(conv, "cpu").spec
+    demos = load_demonstrations(tmp_path / "goals.npz", spec)
+    drawn = demos.paraphrases.draw(np.arange(24), np.random.default_rng(0))
+    owner = [int(np.argmin(np.linalg.norm(phrasings - d, axis=1))) // 3 for d in drawn]
+    assert owner == demos.paraphrases.target.tolist()
+    with np.load(tmp_path / "goals.npz") as data:
+        arrays = dict(data)
+    np.savez(tmp_path / "partial.npz", **{k: v for k, v in arrays.items() if k != "paraphrase_target"})
+    with pytest.raises(OptimizeError, match="paraphrase table needs all of"):
+        load_demonstrations(tmp_path / "partial.npz", spec)
+    np.savez(tmp_path / "orphan.npz", **(arrays | {"target": np.full(24, 7, np.int64)}))
+    with pytest.raises(OptimizeError, match=r"goals \[7\] that no paraphrase names"):
+        load_demonstrations(tmp_path / "orphan.npz", spec)

@@ -7,7 +7,10 @@ teacher with half its channels cut: `python -m vla_edge.optimize prune T --metho
 `python -m vla_edge.optimize distill` builds it and calls this). Round 0: the teacher drives and
 labels every frame with its chunk; round r > 0: each step the teacher drives with probability 0.5 / r,
 else the student, and the teacher labels the states the student reaches. After each round the student
-is fitted to all frames so far. Seeds 70000 + 1000 r + i are neither trained on by the reference
+is fitted to all frames so far, each frame's instruction redrawn at every step among the training
+phrasings of its goal (vla_edge.optimize.prune.fine_tune's paraphrase table, as the reference was
+trained): an episode has one instruction, and a student fitted on a hundred of them alone loses the
+unseen paraphrases. Seeds 70000 + 1000 r + i are neither trained on by the reference
 policy nor evaluated on. The result is written through vla_edge.optimize's all-or-nothing writer with a
 sidecar whose parent is the teacher.
 """
@@ -26,12 +29,14 @@ import torch
 from vla_edge.optimize.export import checked, torch_module
 from vla_edge.optimize.inputs import Observations
 from vla_edge.optimize.lineage import OptimizeError, check_output, derived_sidecar, read_source, write_model
-from vla_edge.optimize.prune import Demonstrations, fine_tune
+from vla_edge.optimize.prune import Demonstrations, Paraphrases, fine_tune
 from vla_edge.spec import FORMAT_TORCHSCRIPT
 from vla_sim.evaluate import RobotPolicy
 from vla_sim.instructions import sample_instruction, seen_instructions
+from vla_sim.observations import paraphrase_table
 from vla_sim.policy import ACTIVE_AXES, image_to_tensor
 from vla_sim.rollout import make_world, run_episode
+from vla_sim.world import TARGET_NAMES
 
 LOG = logging.getLogger("vla_sim.distill")
 DISTILL_FIRST_SEED = 70_000
@@ -42,8 +47,9 @@ DISTILL_TOLERANCE = 0.1
 
 
 def collect(teacher: RobotPolicy, student: torch.jit.ScriptModule, seeds: range, beta: float,
-            rng: np.random.Generator, frames: list, language: list, labels: list) -> float:
-    """One episode per seed; every frame is labelled with the teacher's chunk. Returns the success rate."""
+            rng: np.random.Generator, frames: list, language: list, labels: list, goals: list) -> float:
+    """One episode per seed; every frame is labelled with the teacher's chunk (and its goal's index in
+    TARGET_NAMES). Returns the success rate."""
     table = seen_instructions()
     wins = 0
     for seed in seeds:
@@ -51,10 +57,11 @@ def collect(teacher: RobotPolicy, student: torch.jit.ScriptModule, seeds: range,
         world = make_world(seed, target, instruction)
         embedding = teacher.encoder.encode(instruction)
 
-        def control(image: np.ndarray, embedding=embedding, instruction=instruction) -> np.ndarray:
+        def control(image: np.ndarray, embedding=embedding, instruction=instruction, target=target) -> np.ndarray:
             chunk = teacher.chunk(image, instruction)
             frames.append(image)
             language.append(embedding)
+            goals.append(TARGET_NAMES.index(target))
             labels.append(chunk.astype(np.float32))
             if rng.random() < beta:
                 return chunk[0, list(ACTIVE_AXES)]
@@ -84,15 +91,17 @@ def distill(teacher_path: Path, student_path: Path, out_path: Path, rounds: int,
     frames: list = []
     language: list = []
     labels: list = []
+    goals: list = []
+    paraphrases, paraphrase_target = paraphrase_table(teacher.encoder)
     history = []
     t0 = time.monotonic()
     for r in range(rounds + 1):
         beta = 1.0 if r == 0 else 0.5 / r
         seeds = range(DISTILL_FIRST_SEED + r * _ROUND_STRIDE, DISTILL_FIRST_SEED + r * _ROUND_STRIDE + episodes)
         student.eval()
-        success = collect(teacher, student, seeds, beta, rng, frames, language, labels)
+        success = collect(teacher, student, seeds, beta, rng, frames, language, labels, goals)
         demos = Demonstrations(Observations(image_to_tensor(np.stack(frames)).numpy(), np.stack(language)),
-                               np.stack(labels))
+                               np.stack(labels), Paraphrases(np.array(goals), paraphrases, paraphrase_target))
         fit = fine_tune(student, demos, teacher_source.spec, epochs, lr, seed=seed + r)
         history.append({"round": r, "beta": beta, "seeds": [seeds.start, seeds.stop - 1], "frames": len(frames),
                         "mixed_control_success_rate": success, "loss": fit["final_loss"]})

@@ -8,7 +8,10 @@ evaluation uses) with the training phrasings; every K-th camera frame is kept as
 (`image` float32 [N, 3, H, W] in 0..1) with the embedding of its instruction (`language` float32
 [N, 384], the sentence encoder the robot runs) and the expert's chunk from that state (`actions`
 float32 [N, 8, 6] in SI units, the contract's six axes). The file is what `vla_edge.optimize quantize
---calibration` and `prune --demonstrations` read.
+--calibration` and `prune --demonstrations` read. It also holds the paraphrase table the fine-tune draws
+each frame's instruction from: `target` int [N] (each frame's goal, an index into the world's sorted
+target names), `paraphrases` float32 [P, 384] (every training phrasing, never a held-out one) and
+`paraphrase_target` int [P].
 """
 
 from __future__ import annotations
@@ -19,34 +22,45 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_edge.encoders import SentenceTextEncoder
+from vla_edge.encoders import SentenceTextEncoder, TextEncoder
 from vla_sim.expert import expert_action
 from vla_sim.instructions import sample_instruction, seen_instructions
 from vla_sim.policy import ACTIVE_AXES, CHUNK_LENGTH, ENCODER_NAME, image_to_tensor
 from vla_sim.rollout import ROBOT_ID, expert_chunk, make_world, run_episode
+from vla_sim.world import TARGET_NAMES
 
 LOG = logging.getLogger("vla_sim.observations")
 CALIBRATION_FIRST_SEED = 50_000  # between the DAgger seeds (< 50000) and the evaluation seeds (>= 100000)
 
 
-def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Expert-driven episodes; returns (images float32 [N, 3, H, W] in 0..1, language float32 [N, D],
-    expert chunks float32 [N, T, 6])."""
+def paraphrase_table(encoder: TextEncoder) -> tuple[np.ndarray, np.ndarray]:
+    """Every training phrasing's embedding float32 [P, D] and its goal's index in TARGET_NAMES [P]."""
+    table = seen_instructions()
+    pairs = [(TARGET_NAMES.index(t), s) for t in sorted(table) for s in table[t]]
+    embeddings = np.stack([encoder.encode(s) for _, s in pairs]).astype(np.float32)
+    return embeddings, np.array([goal for goal, _ in pairs], dtype=np.int64)
+
+
+def record(episodes: int, first_seed: int, every: int) -> dict[str, np.ndarray]:
+    """Expert-driven episodes; returns the file's arrays: `image` float32 [N, 3, H, W] in 0..1, `language`
+    float32 [N, D], `actions` (expert chunks) float32 [N, T, 6], `target` [N] and the paraphrase table."""
     table = seen_instructions()
     encoder = SentenceTextEncoder(ENCODER_NAME)
     frames: list[np.ndarray] = []
     language: list[np.ndarray] = []
     actions: list[np.ndarray] = []
+    goals: list[int] = []
     for seed in range(first_seed, first_seed + episodes):
         target, instruction = sample_instruction(np.random.default_rng((seed, 11)), table)
         world = make_world(seed, target, instruction)
         embedding = encoder.encode(instruction)
         count = [0]
 
-        def keep(image: np.ndarray, embedding=embedding, count=count, world=world) -> None:
+        def keep(image: np.ndarray, embedding=embedding, count=count, world=world, target=target) -> None:
             if count[0] % every == 0:
                 frames.append(image)
                 language.append(embedding)
+                goals.append(TARGET_NAMES.index(target))
                 chunk = np.zeros((CHUNK_LENGTH, 6), dtype=np.float32)
                 chunk[:, list(ACTIVE_AXES)] = expert_chunk(world, ROBOT_ID, CHUNK_LENGTH)
                 actions.append(chunk)
@@ -56,8 +70,10 @@ def record(episodes: int, first_seed: int, every: int) -> tuple[np.ndarray, np.n
     if not frames:
         raise ValueError(f"no frames recorded: every episode of seeds {first_seed}..{first_seed + episodes - 1} "
                          "started within reach of its target")
-    images = image_to_tensor(np.stack(frames)).numpy()
-    return images, np.stack(language).astype(np.float32), np.stack(actions)
+    paraphrases, paraphrase_target = paraphrase_table(encoder)
+    return {"image": image_to_tensor(np.stack(frames)).numpy(), "language": np.stack(language).astype(np.float32),
+            "actions": np.stack(actions), "target": np.array(goals, dtype=np.int64), "paraphrases": paraphrases,
+            "paraphrase_target": paraphrase_target}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out must end .npz")
     if args.out.exists():
         parser.error(f"{args.out} exists; not overwritten")
-    images, language, actions = record(args.episodes, args.first_seed, args.every)
-    np.savez_compressed(args.out, image=images, language=language, actions=actions)
-    LOG.info("wrote %d frames from %d episodes (seeds %d..%d) to %s", len(images), args.episodes, args.first_seed,
-             args.first_seed + args.episodes - 1, args.out)
+    arrays = record(args.episodes, args.first_seed, args.every)
+    np.savez_compressed(args.out, **arrays)
+    LOG.info("wrote %d frames from %d episodes (seeds %d..%d) to %s", len(arrays["image"]), args.episodes,
+             args.first_seed, args.first_seed + args.episodes - 1, args.out)
     print(args.out)
     return 0
 

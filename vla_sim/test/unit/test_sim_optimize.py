@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from vla_edge.encoders import SentenceTextEncoder
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
 from vla_edge.optimize.prune import prune
 from vla_edge.policy import load_policy
@@ -13,18 +14,32 @@ from vla_edge.spec import sha256_file
 from vla_sim import resources
 from vla_sim.distill import distill
 from vla_sim.export import export
+from vla_sim.instructions import seen_instructions, unseen_instructions
 from vla_sim.observations import record
-from vla_sim.policy import CHUNK_LENGTH, LANGUAGE_DIM
+from vla_sim.policy import CHUNK_LENGTH, ENCODER_NAME, LANGUAGE_DIM
+from vla_sim.world import TARGET_NAMES
 
 
 def test_recorded_observations_have_the_model_shapes_and_expert_labels():
-    images, language, actions = record(episodes=1, first_seed=50_001, every=10)  # 50000 starts within reach
+    arrays = record(episodes=1, first_seed=50_001, every=10)  # 50000 starts within reach
+    images, language, actions = arrays["image"], arrays["language"], arrays["actions"]
     n = len(images)
     assert n >= 1 and images.shape == (n, 3, 96, 96) and images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert language.shape == (n, LANGUAGE_DIM) and np.allclose(np.linalg.norm(language, axis=1), 1.0, atol=1e-3)
     assert actions.shape == (n, CHUNK_LENGTH, 6) and np.all(actions[:, :, 2:5] == 0.0)
     assert np.any(actions[:, 0, 0] != 0.0)  # the expert drives
+    # The paraphrase table: every training phrasing, none held out, and the frames' goal among them.
+    seen, unseen = seen_instructions(), unseen_instructions()
+    assert arrays["paraphrases"].shape == (sum(map(len, seen.values())), LANGUAGE_DIM)
+    assert arrays["paraphrase_target"].tolist() == [TARGET_NAMES.index(t) for t in sorted(seen) for _ in seen[t]]
+    encoder = SentenceTextEncoder(ENCODER_NAME)
+    held_out = np.stack([encoder.encode(s) for phrasings in unseen.values() for s in phrasings])
+    assert np.max(arrays["paraphrases"] @ held_out.T) < 0.9999  # no held-out phrasing's embedding
+    assert arrays["target"].shape == (n,) and len(set(arrays["target"].tolist())) == 1  # one episode, one goal
+    goal = int(arrays["target"][0])
+    own = arrays["paraphrases"][arrays["paraphrase_target"] == goal]
+    assert any(np.allclose(language[0], p, atol=1e-5) for p in own)
 
 
 def test_distilled_student_is_smaller_and_names_the_teacher(tmp_path):

@@ -4,7 +4,7 @@
     export torchscript MODEL --out OUT.pt [--calibration C.npz]   (frozen; tracing: python -m vla_sim.export)
     quantize MODEL --method torch-dynamic|torch-static|onnx-dynamic|onnx-static|onnx-fp16 --out OUT
              [--calibration C.npz] [--tolerance T]
-    prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 3] [--lr 3e-4]
+    prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 10] [--lr 1e-3]
     distill TEACHER --out OUT.pt [--width 0.5 | --student S.pt] [--rounds 3] [--episodes 30] [--epochs 3]
     benchmark MODEL... [--episodes N] [--first-seed S] [--calls N] [--threads T] [--json]
     lineage MODEL
@@ -25,8 +25,8 @@ from vla_edge.optimize import benchmark as bench
 from vla_edge.optimize.distill import distill
 from vla_edge.optimize.export import ONNX_OPSET, ONNX_TOLERANCE, TORCHSCRIPT_MODES, export_onnx, export_torchscript
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
+from vla_edge.optimize.prune import FINE_TUNE_EPOCHS, FINE_TUNE_LR, prune
 from vla_edge.optimize.prune import METHODS as PRUNE_METHODS
-from vla_edge.optimize.prune import prune
 from vla_edge.optimize.quantize import METHODS, quantize
 from vla_edge.policy import configure_threads
 
@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     pru.add_argument("--amount", type=float, required=True, help="fraction of weights (or of each conv's channels)")
     pru.add_argument("--out", type=Path, required=True)
     pru.add_argument("--demonstrations", type=Path, help=".npz with expert actions from python -m vla_sim.observations")
-    pru.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (0: none)")
-    pru.add_argument("--lr", type=float, default=3e-4)
+    pru.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="fine-tune epochs (0: none)")
+    pru.add_argument("--lr", type=float, default=FINE_TUNE_LR)
     dis = sub.add_parser("distill", help="a smaller student trained on the teacher over simulator rollouts (DAgger)")
     dis.add_argument("model", type=Path, help="the teacher")
     dis.add_argument("--out", type=Path, required=True)
