@@ -13,6 +13,7 @@ from pathlib import Path
 
 import rospy
 import rostest
+from diagnostic_msgs.msg import DiagnosticArray
 from ota_harness import BAD_RELEASE, Camera, Health, Recorder, UpdateServer, clean, updater_node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -43,6 +44,7 @@ class OtaUpdate(unittest.TestCase):
         perf = Recorder(names.PERFORMANCE, String, json_forms.PERFORMANCE.parse)
         updates = Recorder(names.UPDATES, String, json_forms.UPDATES.parse)
         typed = Recorder(names.UPDATE_STATUS, UpdateStatus)
+        diagnostics = Recorder(names.DIAGNOSTICS, DiagnosticArray)
         health = Health(self.dir / "robot" / "current")
         tasks = rospy.Publisher(names.TASK_COMMAND, String, queue_size=1, latch=True)
         wait_until(lambda: tasks.get_num_connections() > 0, 60.0, "inference_node on task_command",
@@ -61,6 +63,9 @@ class OtaUpdate(unittest.TestCase):
             refused = updates.wait_for(lambda d: d["status"] == "failed" and "HTTP 401" in d["message"], 60.0,
                                        "the check refused with HTTP 401")
             self.assertIn("the server refused us", refused["message"])
+            diagnostics.wait_for(lambda m: any(kv.key == "refused by the server (401/403)" and kv.value == "1"
+                                               for st in m.status for kv in st.values), 30.0,
+                                 "the refusal counted on the updater's diagnostics")
             self.assertEqual(os.readlink(self.dir / "robot" / "current"), "releases/1.0.0")
             self.token_file.write_text("tok-robot-1\n")
             wait_until(lambda: check().success, 30.0, "the updater to take the next check", clock=rospy.get_time)
