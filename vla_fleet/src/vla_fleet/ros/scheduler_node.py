@@ -1,7 +1,8 @@
 """scheduler_node: the `Scheduler` behind /scheduler/schedule_task and /scheduler/cancel_task.
 
 Due schedules are looked for on a ROS timer (so the simulator's /clock drives them) and handed to
-/fleet_manager/submit_task; the manager unreachable is a failed submit, retried with backoff.
+/fleet_manager/submit_task; the manager unreachable is a failed submit, retried with backoff. Every try of
+a slot carries the slot's `submit_key` (the core adds it), so a try whose answer was lost is not a second task.
 /task_feedback on a schedule's last task is kept with the schedule (its `last_outcome`).
 """
 
