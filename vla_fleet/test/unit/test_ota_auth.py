@@ -187,11 +187,13 @@ def test_the_command_line_server_warns_without_tokens_and_checks_them_with(tmp_p
         wait_until(lambda: _status(url + "/api/fleet") == 200, 60.0, "the open server to answer")
     finally:
         group.stop()
+    token_file.chmod(0o644)
     group, url = _server_cli(tmp_path, "--token-file", str(token_file))
     try:
         wait_until(lambda: _status(url + "/api/fleet") == 401, 60.0, "the guarded server to refuse us")
         assert _status(url + "/api/fleet", "tok-robot-1") == 200
-        assert "unauthenticated" not in group.log.read_text()
+        log = group.log.read_text()
+        assert "unauthenticated" not in log and "readable by group or others: chmod 600" in log, log
     finally:
         group.stop()
 

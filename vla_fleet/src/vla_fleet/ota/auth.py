@@ -102,6 +102,14 @@ def load_token(path: str | Path) -> str:
     return token
 
 
+def readable_by_others(path: str | Path) -> bool:
+    """Whether group or others may read the file (a token file should be 0600, like a private key)."""
+    try:
+        return bool(os.stat(Path(path).expanduser()).st_mode & 0o077)
+    except OSError:
+        return False
+
+
 def presented(authorization: str | None) -> str | None:
     """The token of an `Authorization` header, or None without one in a known scheme."""
     scheme, _, value = (authorization or "").strip().partition(" ")

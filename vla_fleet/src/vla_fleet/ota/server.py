@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
-from vla_fleet.ota.auth import Identity, RobotTokens, TokenFileError
+from vla_fleet.ota.auth import Identity, RobotTokens, TokenFileError, readable_by_others
 from vla_fleet.ota.package import PackageError, newer, parse_version, read_manifest
 from vla_fleet.ota.rollout import RolloutError, Rollouts
 from vla_fleet.ota.signing import digest_file
@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         except TokenFileError as exc:
             print(f"error: --token-file: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
-        _log.info("robot endpoints need a token from %s (%d tokens)", args.token_file,
-                  tokens.count)
+        _log.info("robot endpoints need a token from %s (%d tokens)", args.token_file, tokens.count)
+        if readable_by_others(args.token_file):
+            _log.warning("%s is readable by group or others: chmod 600 it", args.token_file)
     else:
         _log.warning("no --token-file: the robot endpoints (latest, report, packages, fleet) are "
                      "unauthenticated; anyone who reaches this port can halt or advance a rollout")

@@ -17,7 +17,7 @@ import rospy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger, TriggerResponse
 
-from vla_fleet.ota.auth import RobotToken, TokenFileError
+from vla_fleet.ota.auth import RobotToken, TokenFileError, readable_by_others
 from vla_fleet.ota.config import OtaUpdaterConfig
 from vla_fleet.ota.download import ServerClient
 from vla_fleet.ota.health import HealthWatch
@@ -229,6 +229,8 @@ def main() -> None:
         except TokenFileError as exc:
             rospy.logfatal(f"{rospy.get_name()}: ~token_file: {exc}")
             raise SystemExit(CONFIG_EXIT_CODE) from exc
+        if readable_by_others(config.token_file):
+            rospy.logwarn(f"~token_file {config.token_file} is readable by group or others: chmod 600 it")
     OtaUpdaterNode(config, verify_key, token)
     rospy.loginfo("ota_updater_node up: %s, server %s, releases in %s", config.robot_id, config.server_url,
                   config.releases_dir)
