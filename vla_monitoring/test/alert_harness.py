@@ -8,7 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import rospy
-from diagnostic_msgs.msg import DiagnosticArray
+from diag_recorder import NodeDiagnostics
 from std_msgs.msg import String
 
 from vla_msgs import json_forms, names
@@ -82,11 +82,9 @@ class AlertOutputs:
         self.events: list[dict] = []
         self.arrived: list[float] = []
         self.typed: list[Alert] = []
-        self.diag: dict[str, dict[str, str]] = {}
-        self.diag_summary: dict[str, str] = {}
+        self.diag = NodeDiagnostics(node)
         rospy.Subscriber(names.ALERTS_JSON, String, self._on_json, queue_size=100)
         rospy.Subscriber(names.ALERTS, Alert, self._on_typed, queue_size=100)
-        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, self._on_diag, queue_size=50)
 
     def _on_json(self, msg: String) -> None:
         doc = json_forms.ALERTS.parse(msg.data)
@@ -97,14 +95,6 @@ class AlertOutputs:
     def _on_typed(self, msg: Alert) -> None:
         with self.lock:
             self.typed.append(msg)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        with self.lock:
-            for s in msg.status:
-                if s.name.split(": ", 1)[0].split("/")[-1] == self.node:
-                    task = s.name.split(": ", 1)[-1]
-                    self.diag[task] = {kv.key: kv.value for kv in s.values}
-                    self.diag_summary[task] = s.message
 
     def sequence(self) -> list[tuple[str, str]]:
         with self.lock:
@@ -119,16 +109,6 @@ class AlertOutputs:
             return wait_until(found, timeout_s, f"{alert_id} {state}", clock=rospy.get_time)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; events so far: {self.sequence()}") from None
-
-    def wait_diag(self, task: str, cond, what: str, timeout_s: float = 10.0) -> dict[str, str]:
-        def holds():
-            with self.lock:
-                values = self.diag.get(task)
-                return values if values is not None and cond(values) else None
-        try:
-            return wait_until(holds, timeout_s, what, clock=rospy.get_time)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; {self.node} diagnostics {task}: {self.diag.get(task)}") from None
 
 
 def wait_subscribed(publishers, timeout_s: float = 20.0) -> None:

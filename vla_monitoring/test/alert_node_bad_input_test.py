@@ -49,11 +49,11 @@ class AlertNodeBadInputTest(unittest.TestCase):
         def all_counted(values):
             return all(int(values.get(f"dropped {topic}", 0)) == n for topic, n in expected.items())
 
-        values = out.wait_diag("inputs", all_counted, "every bad message counted under its topic")
+        values = out.diag.wait("inputs", all_counted, "every bad message counted under its topic")
         for topic in expected:
             self.assertIn(f"last bad {topic}", values)
         self.assertIn("field 'timestamp' must be a finite number", values[f"last bad {names.HEALTH_JSON}"])
-        self.assertEqual(out.diag_summary["inputs"], f"{sum(expected.values())} bad inputs dropped")
+        self.assertEqual(out.diag.message("inputs"), f"{sum(expected.values())} bad inputs dropped")
         self.assertEqual(out.events, [], "garbage raised an alert")
 
         # still evaluating: a valid e-stop raises its alert

@@ -96,7 +96,7 @@ class AlertNodeTest(unittest.TestCase):
         self.assertEqual(firing["robot_id"], ROBOT)
         self.assertGreaterEqual(firing["timestamp"], t0 + min_delay_s,
                                 f"{alert_id} fired before its condition held {min_delay_s} s")
-        self.out.wait_diag("alerts", lambda d: alert_id in d, f"{alert_id} listed as firing on /diagnostics")
+        self.out.diag.wait("alerts", lambda d: alert_id in d, f"{alert_id} listed as firing on /diagnostics")
         clear()
         resolved = self.out.wait_event(alert_id, "resolved")
         self.assertEqual(resolved["level"], level)
@@ -162,7 +162,7 @@ class AlertNodeTest(unittest.TestCase):
                    clock=rospy.get_time)
         self.assertEqual([(b["alert_id"], b["state"]) for b in self.receiver.bodies], expected)
         sent = f"{len(expected)} sent, 0 failed, 0 dropped"
-        wait_until(lambda: out.diag_summary.get("webhook") == sent, 10.0, f"/diagnostics webhook: {sent}",
+        wait_until(lambda: out.diag.message("webhook") == sent, 10.0, f"/diagnostics webhook: {sent}",
                    clock=rospy.get_time)
         self.assertTrue(self.node.alive(), self.node.tail())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import rospkg
 import rospy
 import rostest
-from diagnostic_msgs.msg import DiagnosticArray
+from diag_recorder import NodeDiagnostics
 from selenium.webdriver.common.by import By
 from std_msgs.msg import String
 
@@ -96,8 +96,7 @@ class DashboardBrowserTest(unittest.TestCase):
     def setUpClass(cls):
         cls.url = rospy.get_param("~url")
         cls.results = Path(rospkg.get_test_results_dir()) / "vla_monitoring"
-        cls.diag: dict[str, tuple[str, dict[str, str]]] = {}  # task -> (message, key/values)
-        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, cls._on_diag)
+        cls.diag = NodeDiagnostics("dashboard_node")
         cls.feeder = Feeder()
         cls.feeder.wait_connected()
         threading.Thread(target=cls.feeder.run, daemon=True).start()
@@ -114,12 +113,6 @@ class DashboardBrowserTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.driver.quit()
         cls.profile.cleanup()
-
-    @classmethod
-    def _on_diag(cls, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith("dashboard_node: "):
-                cls.diag[status.name.split(": ", 1)[1]] = (status.message, {kv.key: kv.value for kv in status.values})
 
     @classmethod
     def _serving(cls) -> bool:
@@ -243,10 +236,10 @@ class DashboardBrowserTest(unittest.TestCase):
         for topic in [*topics, f"/robot_1/{names.INFERENCE_STATS}"]:
             self.assertGreaterEqual(counts.get(topic, 0), 2 if "inference" in topic else len(garbage), topic)
         source = f"/robot_1/{names.METRICS_JSON}"
-        self.wait_page(lambda: int(self.diag.get("inputs", ("", {}))[1].get(f"dropped {source}", 0)) >= len(garbage),
+        self.wait_page(lambda: int((self.diag.values("inputs") or {}).get(f"dropped {source}", 0)) >= len(garbage),
                        "the dropped inputs on /diagnostics")
-        self.assertTrue(self.diag["inputs"][1][f"last bad {source}"].startswith(f"{names.METRICS_JSON}: "))
-        self.assertEqual(self.diag["dashboard"][0], f"serving {self.url}")
+        self.assertTrue(self.diag.values("inputs")[f"last bad {source}"].startswith(f"{names.METRICS_JSON}: "))
+        self.assertEqual(self.diag.message("dashboard"), f"serving {self.url}")
         self.wait_changes(("now", "cpu_percent"))  # still serving, still fed
         self.assertEqual(self.js("return window.__loadedOnce"), "yes", "the page was reloaded")
 

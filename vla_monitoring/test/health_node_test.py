@@ -7,7 +7,7 @@ import unittest
 
 import rospy
 import rostest
-from diagnostic_msgs.msg import DiagnosticArray
+from diag_recorder import NodeDiagnostics
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -23,13 +23,11 @@ class HealthNodeTest(unittest.TestCase):
         self.lock = threading.Lock()
         self.docs: list[dict] = []
         self.typed: HealthStatus | None = None
-        self.diag: dict[str, dict[str, str]] = {}
-        self.diag_ids: set[str] = set()
+        self.diag = NodeDiagnostics("health_node")
         self.camera_on = False
         self.acting_on = ""  # the instruction the fake policy acts on; empty: silent
         rospy.Subscriber(names.HEALTH_JSON, String, self._on_health)
         rospy.Subscriber(names.HEALTH, HealthStatus, lambda m: setattr(self, "typed", m))
-        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, self._on_diag)
         self.image_pub = rospy.Publisher(names.CAMERA_IMAGE, Image, queue_size=1)
         self.task_pub = rospy.Publisher(names.TASK_COMMAND, String, queue_size=10)
         self.stats_pub = rospy.Publisher(names.INFERENCE_STATS, InferenceStats, queue_size=1)
@@ -40,12 +38,6 @@ class HealthNodeTest(unittest.TestCase):
         doc = json_forms.HEALTH.parse(msg.data)  # the form itself: a bad document fails the test
         with self.lock:
             self.docs.append(doc)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for s in msg.status:
-            if s.name.startswith("health_node"):
-                self.diag[s.name.split(": ", 1)[-1]] = {kv.key: kv.value for kv in s.values}
-                self.diag_ids.add(s.hardware_id)
 
     def _feed(self) -> None:
         img = Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(48))
@@ -95,11 +87,10 @@ class HealthNodeTest(unittest.TestCase):
         # Bad input: refused by vla_msgs.tasks, counted on /diagnostics, the node keeps reporting.
         for bad in ("{not json", "x" * 300, "go\x01 there", '{"description": 5}'):
             self.publish_task(bad)
-        wait_until(lambda: self.diag.get("inputs", {}).get(f"dropped {names.TASK_COMMAND}") == "4", 10.0,
-                   "4 dropped task_command on /diagnostics", clock=rospy.get_time)
-        self.assertIn("task JSON needs a string 'description'",
-                      self.diag["inputs"][f"last bad {names.TASK_COMMAND}"])
-        self.assertEqual(self.diag["inputs"][f"dropped {names.ACTION}"], "0")
+        inputs = self.diag.wait("inputs", lambda v: v.get(f"dropped {names.TASK_COMMAND}") == "4",
+                                "4 dropped task_command on /diagnostics")
+        self.assertIn("task JSON needs a string 'description'", inputs[f"last bad {names.TASK_COMMAND}"])
+        self.assertEqual(inputs[f"dropped {names.ACTION}"], "0")
         self.assertTrue(self.doc["components"]["language"])  # a refused command changes no task
 
         # A task the policy acts on: every component but the ghost node is healthy.
@@ -141,7 +132,7 @@ class HealthNodeTest(unittest.TestCase):
         self.wait(lambda d: d["timestamp"] > rospy.get_time() - 0.5 and d["components"]["language"]
                   and d["components"]["action"], "idle language and action healthy", 3.0)
         self.assertEqual(self.doc["level"], "critical")
-        wait_until(lambda: "test_robot" in self.diag_ids, 5.0, "diagnostics with hardware_id test_robot",
+        wait_until(lambda: "test_robot" in self.diag.hardware_ids, 5.0, "diagnostics with hardware_id test_robot",
                    clock=rospy.get_time)
 
 

@@ -65,11 +65,11 @@ class MonitoringBadInputTest(unittest.TestCase):
 
         def all_counted(values):
             return all(values.get(f"dropped {t}") == str(n) for t, n in expected.items())
-        values = self.out.wait_diag("inputs", all_counted, "every bad message counted under its topic")
+        values = self.out.diag.wait("inputs", all_counted, "every bad message counted under its topic")
         for topic in expected:
             self.assertIn(f"last bad {topic}", values)
         total = sum(expected.values())
-        self.assertEqual(self.out.diag_level["inputs"], 1)  # WARN
+        self.assertEqual(self.out.diag.level("inputs"), 1)  # WARN
         m = self.out.wait_metrics(lambda m: m["bad_input"] == total, f"bad_input {total} in vla_metrics")
         self.assertEqual((m["inference_count"], m["action_count"], m["error_count"]), (0, 0, 0))
         self.assertIsNone(m["safety"])

@@ -7,7 +7,7 @@ import threading
 import urllib.request
 
 import rospy
-from diagnostic_msgs.msg import DiagnosticArray
+from diag_recorder import NodeDiagnostics
 from std_msgs.msg import String
 
 from vla_msgs import json_forms, names
@@ -42,23 +42,13 @@ class MonitoringOutputs:
     def __init__(self):
         self.lock = threading.Lock()
         self.metrics: list[dict] = []
-        self.diag: dict[str, dict[str, str]] = {}
-        self.diag_level: dict[str, int] = {}
+        self.diag = NodeDiagnostics(NODE)
         rospy.Subscriber(names.METRICS_JSON, String, self._on_metrics, queue_size=50)
-        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, self._on_diag, queue_size=50)
 
     def _on_metrics(self, msg: String) -> None:
         doc = json_forms.METRICS.parse(msg.data)
         with self.lock:
             self.metrics.append(doc)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        with self.lock:
-            for s in msg.status:
-                if s.name.startswith(NODE):
-                    task = s.name.split(": ", 1)[-1]
-                    self.diag[task] = {kv.key: kv.value for kv in s.values}
-                    self.diag_level[task] = s.level
 
     @property
     def latest(self) -> dict | None:
@@ -75,18 +65,8 @@ class MonitoringOutputs:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last vla_metrics: {self.latest}") from None
 
-    def wait_diag(self, task: str, cond, what: str, timeout_s: float = 10.0) -> dict[str, str]:
-        def holds():
-            with self.lock:
-                values = self.diag.get(task)
-            return values if values is not None and cond(values) else None
-        try:
-            return wait_until(holds, timeout_s, what, clock=rospy.get_time)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last diagnostics {task!r}: {self.diag.get(task)}") from None
-
     def exporter_port(self) -> int:
-        values = self.wait_diag("exporter", lambda v: "port" in v, "the exporter's port on /diagnostics")
+        values = self.diag.wait("exporter", lambda v: "port" in v, "the exporter's port on /diagnostics")
         return int(values["port"])
 
 

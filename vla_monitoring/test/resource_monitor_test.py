@@ -10,7 +10,7 @@ import unittest
 
 import rospy
 import rostest
-from diagnostic_msgs.msg import DiagnosticArray
+from diag_recorder import NodeDiagnostics
 from std_msgs.msg import String
 
 from vla_msgs import json_forms, names
@@ -26,10 +26,9 @@ class ResourceMonitorTest(unittest.TestCase):
         self.lock = threading.Lock()
         self.docs: list[dict] = []
         self.typed: list[ResourceUsage] = []
-        self.diag: dict[str, tuple[int, str, dict[str, str]]] = {}
+        self.diag = NodeDiagnostics(NODE)
         rospy.Subscriber(names.RESOURCES_JSON, String, self._on_json)
         rospy.Subscriber(names.RESOURCES, ResourceUsage, self._on_typed)
-        rospy.Subscriber(names.DIAGNOSTICS, DiagnosticArray, self._on_diag)
 
     def _on_json(self, msg: String) -> None:
         doc = json_forms.RESOURCES.parse(msg.data)  # the form itself: a bad document fails the test
@@ -39,12 +38,6 @@ class ResourceMonitorTest(unittest.TestCase):
     def _on_typed(self, msg: ResourceUsage) -> None:
         with self.lock:
             self.typed.append(msg)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        with self.lock:
-            for s in msg.status:
-                if s.name.startswith(NODE):
-                    self.diag[s.name.split(": ", 1)[-1]] = (s.level, s.message, {kv.key: kv.value for kv in s.values})
 
     def wait(self, cond, what: str, timeout_s: float = 10.0):
         return wait_until(cond, timeout_s, what, clock=rospy.get_time)
@@ -80,14 +73,14 @@ class ResourceMonitorTest(unittest.TestCase):
         if NO_GPU:
             self.assertEqual((typed.gpu_percent, typed.gpu_memory_percent), (-1.0, -1.0))
 
-        level, message, values = self.wait(lambda: self.diag.get("resources"), "diagnostics 'resources'")
+        values = self.diag.wait("resources")
+        level, message = self.diag.level("resources"), self.diag.message("resources")
         self.assertEqual(level, 1, message)  # WARN: memory is above the 1 % threshold of this test
         self.assertIn("memory", message)
         self.assertIn("above 1 %", message)
         if NO_GPU:
             self.assertEqual(values["gpu"], "no GPU")
-        level, message, values = self.wait(lambda: (d := self.diag.get("nodes")) and "/ghost_node" in d[2] and d,
-                                           "diagnostics 'nodes' naming the ghost")
+        values = self.diag.wait("nodes", lambda v: "/ghost_node" in v, "diagnostics 'nodes' naming the ghost")
         self.assertIn("not registered", values["/ghost_node"])
         self.assertIn(f"pid {os.getpid()}", values[me])
 
