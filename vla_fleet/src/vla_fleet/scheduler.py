@@ -54,6 +54,9 @@ class SchedulerConfig:
     retry_initial_s: float = param(1.0, lo=0.01, hi=3600.0, help="first wait after a failed submit [s]")
     retry_max_s: float = param(60.0, lo=0.01, hi=86400.0, help="longest wait between submit retries [s]")
     cron_timezone: str = param("UTC", nonempty=True, help="time zone cron expressions are read in (IANA name)")
+    submit_timeout_s: float = param(10.0, lo=0.1, hi=600.0,
+                                    help="a submit_task call unanswered this long is a failed submit, tried again "
+                                         "with the slot's submit_key [s, wall time: a network wait]")
 
     def check(self) -> None:
         if self.min_priority > self.max_priority:

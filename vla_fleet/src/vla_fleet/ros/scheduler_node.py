@@ -3,12 +3,18 @@
 Due schedules are looked for on a ROS timer (so the simulator's /clock drives them) and handed to
 /fleet_manager/submit_task; the manager unreachable is a failed submit, retried with backoff. Every try of
 a slot carries the slot's `submit_key` (the core adds it), so a try whose answer was lost is not a second task.
+A call unanswered within `~submit_timeout_s` is such a lost answer: its connection is shut and the slot tried
+again after its backoff; while a call's connection cannot be shut (it hangs before the manager's handshake),
+no other call is made.
 /task_feedback on a schedule's last task is kept with the schedule (its `last_outcome`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import rospy
 from std_msgs.msg import String
@@ -49,7 +55,7 @@ class SchedulerNode:
         self.core = Scheduler(store, config)
         self.bad = BadInputCounter(clock=rospy.get_time)
         self.last_submit_error = ""
-        self._submit = rospy.ServiceProxy(names.FLEET_SUBMIT_TASK, SubmitTask)
+        self._call: Future | None = None   # the newest submit_task call, answered or not
 
         self.diag = Diagnostics(HARDWARE_ID)
         self.diag.task("schedules", self._diag_schedules)
@@ -95,13 +101,23 @@ class SchedulerNode:
     def submit(self, schedule: Schedule) -> str:
         """The manager's task id for `schedule`; SubmitError when it cannot be reached, SubmitRejectedError
         when it refuses."""
+        if self._call is not None and not self._call.done():
+            raise SubmitError(f"{names.FLEET_SUBMIT_TASK}: an earlier call is still unanswered")
+        # persistent: the proxy keeps the call's connection, so that a call past its timeout can be shut
+        proxy = rospy.ServiceProxy(names.FLEET_SUBMIT_TASK, SubmitTask, persistent=True)
+        request = SubmitTaskRequest(description=schedule.description, priority=schedule.priority,
+                                    robot_id=schedule.robot_id, parameters_json=schedule.parameters_json)
+        # no wait for the service: unregistered, the call fails at once and the slot is retried with backoff
+        self._call = _in_thread(proxy.call, request)
         try:
-            # no wait for the service: unregistered, the call fails at once and the slot is retried with backoff
-            resp = self._submit(SubmitTaskRequest(description=schedule.description, priority=schedule.priority,
-                                                  robot_id=schedule.robot_id,
-                                                  parameters_json=schedule.parameters_json))
+            resp = self._call.result(timeout=self.cfg.submit_timeout_s)
+        except FutureTimeout as exc:
+            raise SubmitError(f"{names.FLEET_SUBMIT_TASK}: no answer within {self.cfg.submit_timeout_s:g} s "
+                              "(tried again with the same submit_key)") from exc
         except (rospy.ROSException, rospy.ServiceException) as exc:
             raise SubmitError(f"{names.FLEET_SUBMIT_TASK}: {exc}") from exc
+        finally:
+            proxy.close()  # after a timeout: shuts the socket down, the waiting call ends with an error
         if not resp.success:
             # fleet_manager_node says `rejected: <why>` for a task it will never take; any other refusal (its
             # store busy, say) may pass, so the slot stays due rather than being lost
@@ -138,6 +154,21 @@ class SchedulerNode:
         stat.add("failed submits (retried)", str(self.core.failed_submits))
         stat.add("refused by the manager", str(self.core.rejected))
         return stat
+
+
+def _in_thread(call, request) -> Future:
+    """`call(request)` on a daemon thread of its own (a call that never returns must not keep the node from
+    exiting); its answer or exception in the future."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call(request))
+        except BaseException as exc:  # handed to the caller, who decides (a thread has no one else to tell)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="submit_task call", daemon=True).start()
+    return future
 
 
 def main() -> None:
