@@ -178,6 +178,16 @@ def test_a_retry_is_the_same_task_after_the_places_changed(db_url):
     assert rows(mgr.store) == 1 and mgr.repeated_submits == 2
 
 
+def test_a_restarted_manager_knows_the_keys_of_the_one_before(db_url):
+    """The key is in the database, not in the manager: a manager restarted after storing a task (its answer
+    lost with it) answers the retry with that task."""
+    before = manager(db_url)
+    task = before.submit("go to the dock", 1, "", keyed("slot-7"))
+    before.store.close()
+    after = manager(db_url, manager_id="m2")
+    assert after.submit("go to the dock", 1, "", keyed("slot-7")).id == task.id and rows(after.store) == 1
+
+
 @pytest.mark.parametrize("asked, says", [
     (("go to the red cube", 2, "", keyed("abc")), "description"),
     (("go to the dock", 3, "", keyed("abc")), "priority"),
