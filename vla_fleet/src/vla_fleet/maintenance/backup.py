@@ -1,11 +1,14 @@
-"""full_backup and restore_backup: the configuration, the SQLite databases and the current OTA release in one
+"""full_backup and restore_backup: the configuration, the databases and the current OTA release in one
 timestamped `.tar.gz`, every file's sha256 in its `MANIFEST.json`, the archive's own sha256 beside it.
 
-A database is copied with SQLite's online backup API (`sqlite3.Connection.backup`), so a fleet manager
-writing meanwhile is neither stopped nor copied half-written. An archive is written as `.part` and renamed
-when complete; the newest `backup_keep` are kept. A restore checks the archive's sha256 and then every
-file's before anything is put back; files are put back by rename (a database through the backup API
-again, into the live file), so a reader never sees half a file.
+An SQLite database is copied with SQLite's online backup API (`sqlite3.Connection.backup`), a PostgreSQL one
+dumped with pg_dump (one transaction's snapshot, `pgdump`), so a fleet manager writing meanwhile is neither
+stopped nor copied half-written. A part that cannot be backed up (a database failing, a file too large) is
+left out and named in the details' `problems` (the task ends `warning`); the other parts are still backed
+up. An archive is written as `.part` and renamed when complete; the newest `backup_keep` are kept. A
+restore checks the archive's sha256 and then every file's before anything is put back; files are put back
+by rename, an SQLite database through the backup API again, into the live file, so a reader never sees
+half a file, and a PostgreSQL one by pg_restore in one transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from vla_fleet.maintenance import pgdump
 from vla_fleet.maintenance.config import MaintenanceConfig
 from vla_fleet.maintenance.layout import (
     TaskFailed,
@@ -79,8 +83,23 @@ def _add(tar: tarfile.TarFile, member: str, source: Path, mtime: float) -> tuple
     return reader.digest.hexdigest(), size
 
 
-def _sources(cfg: MaintenanceConfig, tmp: Path, skipped: list[str]) -> tuple[list[tuple[str, Path, str, str]], str]:
-    """(member, file to read, where it came from, kind) for everything backed up, and the release version."""
+def _copy_sqlite(path: Path, copy: Path) -> None:
+    try:
+        src = sqlite3.connect(_read_only(path), uri=True, timeout=30.0)
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst)  # online: pages copied under SQLite's locks, writers go on
+        finally:
+            dst.close()
+            src.close()
+    except sqlite3.Error as exc:
+        raise TaskFailed(f"database {path}: online backup failed: {exc}") from exc
+
+
+def _sources(cfg: MaintenanceConfig, tmp: Path, skipped: list[str],
+             problems: list[str]) -> tuple[list[tuple[str, Path, str, str]], str]:
+    """(member, file to read, where it came from, kind) for everything backed up, and the release version.
+    A database that cannot be copied is a problem, and the others are still copied."""
     out: list[tuple[str, Path, str, str]] = []
     if cfg.config_dir:
         root = expand(cfg.config_dir)
@@ -92,25 +111,29 @@ def _sources(cfg: MaintenanceConfig, tmp: Path, skipped: list[str]) -> tuple[lis
         else:
             skipped.append(f"config_dir {root}: not a folder")
     for i, url in enumerate(cfg.db_urls):
+        if pgdump.is_postgresql(url):
+            copy = tmp / f"db{i}.pgdump"
+            try:
+                db = pgdump.dump(url, copy, cfg.pg_timeout_s, cfg.pg_bin_dir)
+            except TaskFailed as exc:
+                problems.append(f"{exc}; not backed up")
+                continue
+            out.append((f"databases/{i}-{db.dbname}{pgdump.SUFFIX}", copy, db.public, "database"))
+            continue
         path = sqlite_path(url)
         if path is None:
             skipped.append(f"database {url}: in memory, nothing on disk" if url.startswith("sqlite:") else
-                           f"database {url}: not an SQLite file (back it up with its own tools, e.g. pg_dump)")
+                           f"database {url}: neither sqlite:/// nor postgresql://")
             continue
         if not path.is_file():
             skipped.append(f"database {path}: no such file")
             continue
         copy = tmp / f"db{i}.sqlite3"
         try:
-            src = sqlite3.connect(_read_only(path), uri=True, timeout=30.0)
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)  # online: pages copied under SQLite's locks, writers go on
-            finally:
-                dst.close()
-                src.close()
-        except sqlite3.Error as exc:
-            raise TaskFailed(f"database {path}: online backup failed: {exc}") from exc
+            _copy_sqlite(path, copy)
+        except TaskFailed as exc:
+            problems.append(f"{exc}; not backed up")
+            continue
         out.append((f"databases/{i}-{path.name}", copy, str(path), "database"))
     version = ""
     release = current_release(expand(cfg.releases_dir))
@@ -143,7 +166,7 @@ def full_backup(cfg: MaintenanceConfig, now_s: float) -> dict:
     entries = []
     limit = cfg.backup_max_file_mb * 1e6
     with tempfile.TemporaryDirectory(dir=backup_dir, prefix=".backup-") as tmp:
-        sources, version = _sources(cfg, Path(tmp), skipped)
+        sources, version = _sources(cfg, Path(tmp), skipped, problems)
         try:
             # gzip's default level, not tarfile's 9: on a 15 MB task database 9 took 7x the CPU for a 24 % smaller
             # copy, and a policy's weights hardly compress at all
@@ -155,7 +178,8 @@ def full_backup(cfg: MaintenanceConfig, now_s: float) -> dict:
                     sha, size = _add(tar, member, path, path.stat().st_mtime)
                     entries.append({"member": member, "origin": origin, "kind": kind, "sha256": sha, "size": size})
                 manifest = json.dumps({"format": FORMAT, "created": now_s, "host": socket.gethostname(),
-                                       "release": version or None, "files": entries, "skipped": skipped},
+                                       "release": version or None, "files": entries, "skipped": skipped,
+                                       "problems": problems},
                                       indent=1).encode()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mtime, info.mode = len(manifest), int(now_s), 0o600
@@ -251,12 +275,33 @@ def _allowed_origins(cfg: MaintenanceConfig) -> tuple[list[Path], set[Path]]:
     return folders, {p for url in cfg.db_urls if (p := sqlite_path(url)) is not None}
 
 
+def _postgresql_urls(cfg: MaintenanceConfig) -> dict[tuple, str]:
+    """identity -> the configured URL (its password is the one a restore uses: the archive holds none); the
+    first when two name the same database."""
+    urls: dict[tuple, str] = {}
+    for url in cfg.db_urls:
+        if pgdump.is_postgresql(url):
+            urls.setdefault(pgdump.target(url).identity, url)
+    return urls
+
+
+def _configured_url(pg_urls: dict[tuple, str], origin: str) -> str | None:
+    try:
+        return pg_urls.get(pgdump.target(origin).identity)
+    except TaskFailed:
+        return None
+
+
 def _check_origins(cfg: MaintenanceConfig, manifest: dict) -> None:
     """An archive only writes where this node's config says its files live (never anywhere it names)."""
     folders, databases = _allowed_origins(cfg)
+    pg_urls = _postgresql_urls(cfg)
     for entry in manifest["files"]:
-        origin = Path(os.path.normpath(entry["origin"]))
-        ok = origin in databases if entry["kind"] == "database" else any(f in origin.parents for f in folders)
+        if entry["kind"] == "database" and pgdump.is_postgresql(entry["origin"]):
+            ok = _configured_url(pg_urls, entry["origin"]) is not None
+        else:
+            origin = Path(os.path.normpath(entry["origin"]))
+            ok = origin in databases if entry["kind"] == "database" else any(f in origin.parents for f in folders)
         if not ok:
             raise TaskFailed(f"{entry['origin']} is outside this node's config_dir, releases_dir and db_urls; "
                              "nothing restored")
@@ -264,8 +309,10 @@ def _check_origins(cfg: MaintenanceConfig, manifest: dict) -> None:
 
 def restore_backup(cfg: MaintenanceConfig, name: str = "") -> dict:
     """Brings back backup `name` (the newest when empty): every checksum is checked first, then the config
-    files, databases and release files are put back where they came from. The `current` link is pointed at
-    the restored release only when it is missing or dangling (the OTA updater owns it otherwise)."""
+    files, databases and release files are put back where they came from, a PostgreSQL database by
+    pg_restore into the database of the `~db_urls` entry it was dumped from (with that entry's password).
+    The `current` link is pointed at the restored release only when it is missing or dangling (the OTA
+    updater owns it otherwise)."""
     backup_dir = expand(cfg.backup_dir)
     archive = _pick(backup_dir, name)
     restored = {"config": 0, "database": 0, "release": 0}
@@ -273,14 +320,23 @@ def restore_backup(cfg: MaintenanceConfig, name: str = "") -> dict:
         staging = Path(tmp)
         manifest = _verified_extract(archive, staging)
         _check_origins(cfg, manifest)
+        pg_urls = _postgresql_urls(cfg)
+        for entry in manifest["files"]:
+            if entry["kind"] == "database" and pgdump.is_postgresql(entry["origin"]):
+                pgdump.check_tool("pg_restore", cfg.pg_bin_dir, entry["origin"])  # before anything is put back
         try:
             for entry in manifest["files"]:
-                staged, origin = staging / entry["member"], Path(entry["origin"])
-                if entry["kind"] == "database":
-                    _put_database(staged, origin)
+                staged, origin = staging / entry["member"], entry["origin"]
+                if entry["kind"] == "database" and pgdump.is_postgresql(origin):
+                    pgdump.restore(_configured_url(pg_urls, origin), staged, cfg.pg_timeout_s, cfg.pg_bin_dir)
+                elif entry["kind"] == "database":
+                    _put_database(staged, Path(origin))
                 else:
-                    _put(staged, origin)
+                    _put(staged, Path(origin))
                 restored[entry["kind"]] += 1
+        except TaskFailed as exc:
+            raise TaskFailed(f"{exc} (that database is unchanged; {sum(restored.values())} files before it "
+                             "were restored)") from exc
         except (OSError, sqlite3.Error) as exc:
             raise TaskFailed(f"putting back {entry['origin']}: {exc} (files before it were restored)") from exc
     relinked = False

@@ -51,8 +51,8 @@ class MaintenanceConfig:
 
     # ---- where things are (shared by several tasks)
     db_urls: list[str] = param([DEFAULT_DB_URL], items=str, nonempty=True, max_length=32,
-                               help="databases backed up and checked (sqlite:///<file>; others are reported "
-                                    "as skipped)")
+                               help="databases backed up (sqlite:///<file>: online backup API; "
+                                    "postgresql://user[:password]@host:port/db: pg_dump) and checked (SQLite)")
     config_dir: str = param("", help="configuration folder backed up ('' = none; fleet.launch gives the suite's "
                                      "config/)")
     releases_dir: str = param("~/.ros/vla_fleet/ota", nonempty=True,
@@ -90,6 +90,10 @@ class MaintenanceConfig:
     backup_keep: int = param(8, lo=1, hi=1000, help="newest backup archives kept; older ones are deleted")
     backup_max_file_mb: float = param(2048.0, lo=1.0, hi=1_000_000.0,
                                       help="a file larger than this is left out of a backup and reported [MB]")
+    pg_bin_dir: str = param("", help="folder holding pg_dump and pg_restore ('' = PATH, else the newest "
+                                     "/usr/lib/postgresql/<version>/bin)")
+    pg_timeout_s: float = param(1800.0, lo=1.0, hi=86400.0,
+                                help="one pg_dump or pg_restore runs at most this long, then is stopped [s, wall]")
 
     # ---- performance_review
     metrics_log_dir: str = param("~/.ros/vla_logs", nonempty=True,
