@@ -157,9 +157,11 @@ def test_deep_maintenance_checks_vacuums_prunes(tmp_path):
     (ota / "current").symlink_to("releases/0.9.0")          # rolled back to an old one: kept, and two more
     stale = _file(ota / "staging" / "1.0.0.tar.gz.part", b"x" * 100, 10)
     fresh = _file(ota / "staging" / "1.11.0.tar.gz.part", b"x" * 100, 0.1)
-    cfg = cfg_of(db_urls=[f"sqlite:///{db}", "sqlite:///:memory:"], releases_dir=str(ota), keep_releases=3,
-                 cache_dirs=[str(ota / "staging")], cache_max_age_days=7.0, backup_dir=str(tmp_path / "b"))
+    cfg = cfg_of(db_urls=[f"sqlite:///{db}", "sqlite:///:memory:", "postgresql://fleet:pw-7e2b@db:5432/fleet"],
+                 releases_dir=str(ota), keep_releases=3, cache_dirs=[str(ota / "staging")], cache_max_age_days=7.0,
+                 backup_dir=str(tmp_path / "b"))
     out = deep.deep_maintenance(cfg, NOW)
+    assert "postgresql://fleet@db:5432/fleet" in out["databases"] and "pw-7e2b" not in str(out)
     result = out["databases"][f"sqlite:///{db}"]
     assert result["integrity"] == "ok" and result["vacuumed"]
     assert db.stat().st_size < size_before / 10

@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from vla_fleet.maintenance import backup
+from vla_fleet.maintenance import backup, pgdump
 from vla_fleet.maintenance.config import MaintenanceConfig
 from vla_fleet.maintenance.layout import current_release, expand, releases, sha256_file, sqlite_path
 
@@ -73,7 +73,9 @@ def deep_maintenance(cfg: MaintenanceConfig, now_s: float) -> dict:
     for url in cfg.db_urls:
         path = sqlite_path(url)
         if path is None or not path.is_file():
-            databases[url] = {"skipped": "not an SQLite file" if path is None else "no such file"}
+            # a postgresql:// URL may hold a password: the report names it without
+            name = pgdump.public_url(url) if pgdump.is_postgresql(url) else url
+            databases[name] = {"skipped": "not an SQLite file" if path is None else "no such file"}
             continue
         try:
             result = check_database(path)
