@@ -64,6 +64,8 @@ def _rows(url: str) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as conn:
         out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY {key}").fetchall() for t, key in TABLES.items()}
         out["next_seq"] = conn.execute("SELECT last_value FROM tasks_seq_seq").fetchall()
+        out["indexes"] = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
+                                      "ORDER BY indexname").fetchall()
     return out
 
 
@@ -207,6 +209,22 @@ def test_corrupted_dump_refused_and_database_untouched(postgres_server, tmp_path
     _damage(url)
     damaged = _rows(url)
     with pytest.raises(TaskFailed, match=r"\.pgdump fails its sha256"):
+        backup.restore_backup(cfg)
+    assert _rows(url) == damaged
+
+
+def test_a_failing_restore_leaves_the_database_as_it_was(postgres_server, tmp_path):
+    import psycopg
+
+    url, _ = _password_database(postgres_server)
+    _fill(url, 50)
+    cfg = _config(tmp_path, [url])
+    backup.full_backup(cfg, T0)
+    _damage(url)
+    with psycopg.connect(url) as conn:  # an object the dump does not know depends on a table it drops
+        conn.execute("CREATE VIEW robots_busy AS SELECT robot_id FROM tasks WHERE robot_id <> ''")
+    damaged = _rows(url)
+    with pytest.raises(TaskFailed, match=r"(?s)pg_restore failed .*depend.*that database is unchanged"):
         backup.restore_backup(cfg)
     assert _rows(url) == damaged
 

@@ -335,8 +335,8 @@ def restore_backup(cfg: MaintenanceConfig, name: str = "") -> dict:
                     _put(staged, Path(origin))
                 restored[entry["kind"]] += 1
         except TaskFailed as exc:
-            raise TaskFailed(f"{exc} (that database is unchanged; {sum(restored.values())} files before it "
-                             "were restored)") from exc
+            raise TaskFailed(f"{exc} (that database is unchanged; files put back before it: "
+                             f"{sum(restored.values())})") from exc
         except (OSError, sqlite3.Error) as exc:
             raise TaskFailed(f"putting back {entry['origin']}: {exc} (files before it were restored)") from exc
     relinked = False
