@@ -62,8 +62,11 @@ def main() -> None:
     from vla_fleet.maintenance import backup, pgdump
     from vla_fleet.maintenance.config import MaintenanceConfig
     from vla_monitoring.config import build_config
-    from vla_msgs.launching import postgres_server
+    from vla_msgs.launching import POSTGRES_BIN, have_postgres, postgres_server
 
+    if not have_postgres():
+        print(f"skipped: no PostgreSQL server binaries in {POSTGRES_BIN} (Debian package postgresql)")
+        return
     with postgres_server(fsync=True) as admin, tempfile.TemporaryDirectory(prefix="bench_pg_backup_") as tmp:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("CREATE DATABASE fleet")
