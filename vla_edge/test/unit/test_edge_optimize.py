@@ -327,3 +327,28 @@ def test_paraphrases_are_drawn_within_each_frames_goal_and_a_partial_table_is_re
     np.savez(tmp_path / "orphan.npz", **(arrays | {"target": np.full(24, 7, np.int64)}))
     with pytest.raises(OptimizeError, match=r"goals \[7\] that no paraphrase names"):
         load_demonstrations(tmp_path / "orphan.npz", spec)
+
+
+def test_fine_tune_with_a_teacher_fits_the_teachers_chunks_not_the_recorded_ones(conv, demonstrations):
+    import torch
+
+    from vla_edge.optimize.prune import fine_tune, load_demonstrations
+
+    spec = load_policy(conv, "cpu").spec
+    demos = load_demonstrations(demonstrations, spec)  # recorded chunks: linear.x 0.3 everywhere
+    teacher = torch.jit.load(str(conv)).eval()
+    image, language = torch.from_numpy(demos.observations.vision), torch.from_numpy(demos.observations.language)
+    with torch.no_grad():
+        before = teacher(image, language)
+    assert float((before[:, :, 0] - 0.3).abs().mean()) > 0.05  # the teacher does not drive at 0.3
+    copied, fitted = torch.jit.load(str(conv)), torch.jit.load(str(conv))
+    with torch.no_grad():
+        for student in (copied, fitted):  # both start away from the teacher
+            student.head.bias.add_(0.5)
+    distilled = fine_tune(copied, demos, spec, epochs=40, lr=3e-3, teacher=teacher)
+    fine_tune(fitted, demos, spec, epochs=40, lr=3e-3)
+    with torch.no_grad():
+        gap_teacher = float((copied(image, language)[:, :, 0] - before[:, :, 0]).abs().mean())
+        gap_recorded = float((fitted(image, language)[:, :, 0] - 0.3).abs().mean())
+    assert gap_teacher < 0.02 and gap_recorded < 0.02, (gap_teacher, gap_recorded)
+    assert distilled["labels"] == "the teacher's chunk for the words seen"

@@ -1,6 +1,6 @@
 """Distils a teacher policy into a smaller student over simulator rollouts, DAgger style (as vla_sim.train).
 
-    python -m vla_sim.distill --teacher T.pt --student S.pt --out OUT.pt [--rounds 3] [--episodes 30]
+    python -m vla_sim.distill --teacher T.pt --student S.pt --out OUT.pt [--rounds 2] [--episodes 25] [--epochs 8]
 
 The student is any contract model file whose TorchScript module can be trained (for instance the
 teacher with half its channels cut: `python -m vla_edge.optimize prune T --method channels --epochs 0`;
@@ -9,8 +9,9 @@ labels every frame with its chunk; round r > 0: each step the teacher drives wit
 else the student, and the teacher labels the states the student reaches. After each round the student
 is fitted to all frames so far, each frame's instruction redrawn at every step among the training
 phrasings of its goal (vla_edge.optimize.prune.fine_tune's paraphrase table, as the reference was
-trained): an episode has one instruction, and a student fitted on a hundred of them alone loses the
-unseen paraphrases. Seeds 70000 + 1000 r + i are neither trained on by the reference
+trained) and its target the teacher's chunk for that frame and those words, computed in the fit:
+an episode has one instruction, and a student fitted on a hundred of them alone loses the unseen
+paraphrases. Seeds 70000 + 1000 r + i are neither trained on by the reference
 policy nor evaluated on. The result is written through vla_edge.optimize's all-or-nothing writer with a
 sidecar whose parent is the teacher.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vla_edge.optimize.distill import DISTILL_EPISODES, DISTILL_EPOCHS, DISTILL_ROUNDS
 from vla_edge.optimize.export import checked, torch_module
 from vla_edge.optimize.inputs import Observations
 from vla_edge.optimize.lineage import OptimizeError, check_output, derived_sidecar, read_source, write_model
@@ -88,6 +90,7 @@ def distill(teacher_path: Path, student_path: Path, out_path: Path, rounds: int,
     rng = np.random.default_rng(seed)
     teacher = RobotPolicy(teacher_path, "cpu")
     student = torch_module(student_source)
+    teacher_module = torch_module(teacher_source).eval()
     frames: list = []
     language: list = []
     labels: list = []
@@ -102,7 +105,7 @@ def distill(teacher_path: Path, student_path: Path, out_path: Path, rounds: int,
         success = collect(teacher, student, seeds, beta, rng, frames, language, labels, goals)
         demos = Demonstrations(Observations(image_to_tensor(np.stack(frames)).numpy(), np.stack(language)),
                                np.stack(labels), Paraphrases(np.array(goals), paraphrases, paraphrase_target))
-        fit = fine_tune(student, demos, teacher_source.spec, epochs, lr, seed=seed + r)
+        fit = fine_tune(student, demos, teacher_source.spec, epochs, lr, seed=seed + r, teacher=teacher_module)
         history.append({"round": r, "beta": beta, "seeds": [seeds.start, seeds.stop - 1], "frames": len(frames),
                         "mixed_control_success_rate": success, "loss": fit["final_loss"]})
         LOG.info("round %d (beta %.2f): mixed-control success %.2f, %d frames, loss %.4f", r, beta, success,
@@ -126,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", type=Path, required=True)
     parser.add_argument("--student", type=Path, required=True, help="the smaller model to train (a contract file)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=3, help="DAgger rounds after the teacher-driven one")
-    parser.add_argument("--episodes", type=int, default=30, help="episodes per round")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs after each round")
+    parser.add_argument("--rounds", type=int, default=DISTILL_ROUNDS, help="DAgger rounds after the teacher-driven one")
+    parser.add_argument("--episodes", type=int, default=DISTILL_EPISODES, help="episodes per round")
+    parser.add_argument("--epochs", type=int, default=DISTILL_EPOCHS, help="epochs after each round")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

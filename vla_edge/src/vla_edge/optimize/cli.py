@@ -5,7 +5,7 @@
     quantize MODEL --method torch-dynamic|torch-static|onnx-dynamic|onnx-static|onnx-fp16 --out OUT
              [--calibration C.npz] [--tolerance T]
     prune MODEL --method unstructured|channels --amount F --out OUT.pt --demonstrations D.npz [--epochs 10] [--lr 1e-3]
-    distill TEACHER --out OUT.pt [--width 0.5 | --student S.pt] [--rounds 3] [--episodes 30] [--epochs 3]
+    distill TEACHER --out OUT.pt [--width 0.5 | --student S.pt] [--rounds 2] [--episodes 25] [--epochs 8]
     benchmark MODEL... [--episodes N] [--first-seed S] [--calls N] [--threads T] [--json]
     lineage MODEL
 
@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from vla_edge.optimize import benchmark as bench
-from vla_edge.optimize.distill import distill
+from vla_edge.optimize.distill import DISTILL_EPISODES, DISTILL_EPOCHS, DISTILL_ROUNDS, distill
 from vla_edge.optimize.export import ONNX_OPSET, ONNX_TOLERANCE, TORCHSCRIPT_MODES, export_onnx, export_torchscript
 from vla_edge.optimize.lineage import OptimizeError, lineage_of
 from vla_edge.optimize.prune import FINE_TUNE_EPOCHS, FINE_TUNE_LR, prune
@@ -64,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     dis.add_argument("--out", type=Path, required=True)
     dis.add_argument("--width", type=float, default=0.5, help="fraction of the teacher's channels the student keeps")
     dis.add_argument("--student", type=Path, help="start from this model file instead")
-    dis.add_argument("--rounds", type=int, default=3, help="DAgger rounds after the teacher-driven one")
-    dis.add_argument("--episodes", type=int, default=30, help="simulator episodes per round")
-    dis.add_argument("--epochs", type=int, default=3, help="epochs after each round")
+    dis.add_argument("--rounds", type=int, default=DISTILL_ROUNDS, help="DAgger rounds after the teacher-driven one")
+    dis.add_argument("--episodes", type=int, default=DISTILL_EPISODES, help="simulator episodes per round")
+    dis.add_argument("--epochs", type=int, default=DISTILL_EPOCHS, help="epochs after each round")
     ben = sub.add_parser("benchmark", help="one side-by-side table of size, latency and success rate")
     ben.add_argument("models", type=Path, nargs="+")
     ben.add_argument("--episodes", type=int, default=0, help="episodes per phrasing (0: no success rate)")

@@ -243,10 +243,13 @@ def load_demonstrations(path: str | Path, spec: PolicySpec) -> Demonstrations:
 
 
 def fine_tune(module: torch.jit.ScriptModule, demos: Demonstrations, spec: PolicySpec, epochs: int, lr: float,
-              masks: dict[str, torch.Tensor] | None = None, seed: int = 0) -> dict:
+              masks: dict[str, torch.Tensor] | None = None, seed: int = 0,
+              teacher: torch.jit.ScriptModule | None = None) -> dict:
     """Adam on the MSE to the expert's chunks, each axis scaled by its range; pruned weights stay zero.
     With the demonstrations' paraphrase table, each frame's instruction is redrawn per step among its
-    goal's phrasings, with the reference's embedding noise."""
+    goal's phrasings, with the reference's embedding noise. With a `teacher`, the target is the
+    teacher's own chunk for the frame and the words the student sees (a distillation): the student
+    copies how the teacher reads every phrasing, not one label per recorded instruction."""
     span = np.asarray(spec.action_high, np.float32) - np.asarray(spec.action_low, np.float32)
     scale = torch.from_numpy(np.where(span > 0, 2.0 / np.maximum(span, 1e-9), 0.0).astype(np.float32))
     layers = {la.name: la.module for la in _layers(module)}
@@ -269,7 +272,12 @@ def fine_tune(module: torch.jit.ScriptModule, demos: Demonstrations, spec: Polic
                 drawn = torch.from_numpy(demos.paraphrases.draw(sel.numpy(), rng))
                 drawn = drawn + LANGUAGE_NOISE * torch.randn(drawn.shape, generator=noise)
                 words = torch.nn.functional.normalize(drawn, dim=-1)
-            loss = (((module(images[sel], words) - target[sel]) * scale) ** 2).mean()
+            if teacher is None:
+                wanted = target[sel]
+            else:
+                with torch.no_grad():
+                    wanted = teacher(images[sel], words)
+            loss = (((module(images[sel], words) - wanted) * scale) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -283,7 +291,8 @@ def fine_tune(module: torch.jit.ScriptModule, demos: Demonstrations, spec: Polic
     language_inputs = (f"each frame's goal redrawn among {len(demos.paraphrases.embeddings)} phrasings, "
                        f"noise {LANGUAGE_NOISE}") if demos.paraphrases is not None else "as recorded"
     return {"epochs": epochs, "lr": lr, "frames": len(images), "final_loss": round(loss_value, 6),
-            "language": language_inputs, "wall_time_s": round(time.monotonic() - t0, 1)}
+            "language": language_inputs, "labels": "the teacher's chunk for the words seen" if teacher is not None
+            else "the demonstrations' chunks", "wall_time_s": round(time.monotonic() - t0, 1)}
 
 
 def prune(model: str | Path, output: str | Path, method: str, amount: float, demonstrations: str | Path | None,
