@@ -229,6 +229,41 @@ def test_a_failing_restore_leaves_the_database_as_it_was(postgres_server, tmp_pa
     assert _rows(url) == damaged
 
 
+def test_a_lock_held_too_long_fails_dump_and_restore_in_time_and_leaves_no_lock(postgres_server, tmp_path):
+    import psycopg
+
+    url, _ = _password_database(postgres_server)
+    _fill(url, 20)
+    cfg = _config(tmp_path, [url], pg_timeout_s=6.0)  # pg_dump's lock wait gives up after 3 s
+    backup.full_backup(cfg, T0)
+    with psycopg.connect(url) as migration:  # a transaction left open with the table locked (a migration)
+        migration.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        done = backup.full_backup(cfg, T0 + 60)
+    assert done["by_kind"]["database"] == 0 and "pg_dump failed" in done["problems"][0]
+    assert "LOCK TABLE public.tasks" in done["problems"][0]  # pg_dump names the lock it waited for
+    _damage(url)
+    damaged = _rows(url)
+
+    def tasks_readable() -> bool:
+        with psycopg.connect(url) as other:
+            other.execute("SET lock_timeout = '1s'")
+            try:
+                return other.execute("SELECT count(*) FROM tasks").fetchone() is not None
+            except psycopg.errors.LockNotAvailable:
+                return False
+
+    # a manager's transaction that read the attempts and did not end: pg_restore --clean drops the indexes of
+    # tasks, history and coordination (locking those tables) before the attempts' key, where it waits
+    with psycopg.connect(url) as manager:
+        manager.execute("SELECT count(*) FROM attempts").fetchone()
+        with pytest.raises(TaskFailed, match="pg_restore did not finish within 6 s"):
+            backup.restore_backup(cfg, Path(backup.archives(Path(cfg.backup_dir))[0]).name)
+        # the killed pg_restore's session went with it: the tables it had locked are free again while the
+        # manager's transaction still runs
+        wait_until(tasks_readable, 20.0, "the killed restore's locks on tasks to be released")
+    assert _rows(url) == damaged
+
+
 def test_restore_only_into_a_configured_database(postgres_server, tmp_path):
     url, password = _password_database(postgres_server)
     _fill(url, 5)

@@ -22,6 +22,11 @@ SCHEMES = ("postgresql://", "postgres://")
 DEBIAN_BINS = "/usr/lib/postgresql/*/bin"   # Debian's postgresql-client-<version> (pg_dump, pg_restore)
 CONNECT_TIMEOUT_S = 10                       # a host that does not answer fails this task, not the whole backup
 MAX_REASON_CHARS = 1000
+LOCK_SHARE = 0.5   # of the timeout pg_dump's lock wait may take: another client's lock is reported as such
+# The server checks this often [ms] that the client is still there, also while it waits for a lock: a tool
+# killed at its timeout leaves no session behind holding the locks it took (a dump's own SETs reset
+# lock_timeout and statement_timeout to 0 in pg_restore's session, so those cannot bound its waits).
+CLIENT_CHECK_MS = 1000
 SUFFIX = ".pgdump"                           # a dump's name in a backup archive
 
 
@@ -92,9 +97,10 @@ def _tool(name: str, bin_dir: str, db: Target) -> Path:
     return tool
 
 
-def _run(argv: list[str], db: Target, what: str, timeout_s: float, extra_env: dict[str, str]) -> None:
-    env = dict(os.environ) | extra_env
+def _run(argv: list[str], db: Target, what: str, timeout_s: float) -> None:
+    env = dict(os.environ)
     env.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c client_connection_check_interval={CLIENT_CHECK_MS}".strip()
     if db.password is not None:
         env["PGPASSWORD"] = db.password
     try:
@@ -114,11 +120,15 @@ def _run(argv: list[str], db: Target, what: str, timeout_s: float, extra_env: di
         raise TaskFailed(f"database {db.public}: {what} failed (exit {proc.returncode}): {err or 'no message'}")
 
 
+def _lock_ms(timeout_s: float) -> int:
+    return max(1, int(timeout_s * LOCK_SHARE * 1000))
+
+
 def dump(url: str, out: Path, timeout_s: float, bin_dir: str = "") -> Target:
     """pg_dump -Fc of the URL's database into out (uncompressed: the archive gzips it once); TaskFailed with
     pg_dump's own message otherwise."""
     db = target(url)
-    _run(dump_argv(_tool("pg_dump", bin_dir, db), db, out, timeout_s), db, "pg_dump", timeout_s, {})
+    _run(dump_argv(_tool("pg_dump", bin_dir, db), db, out, timeout_s), db, "pg_dump", timeout_s)
     return db
 
 
@@ -126,7 +136,7 @@ def dump_argv(tool: Path, db: Target, out: Path, timeout_s: float) -> list[str]:
     """pg_dump's command line (no password on it: -w, and the conninfo holds none)."""
     return [str(tool), "--format=custom", "--compress=0", "--no-password",
             # a table locked exclusively (a migration) fails the dump in time rather than hanging it
-            f"--lock-wait-timeout={int(timeout_s * 1000)}", f"--file={out}", f"--dbname={db.conninfo}"]
+            f"--lock-wait-timeout={_lock_ms(timeout_s)}", f"--file={out}", f"--dbname={db.conninfo}"]
 
 
 def restore_argv(tool: Path, db: Target, dump_file: Path) -> list[str]:
@@ -141,9 +151,7 @@ def restore(url: str, dump_file: Path, timeout_s: float, bin_dir: str = "") -> N
     as it was and clients see either the old or the restored rows. TaskFailed with pg_restore's message."""
     db = target(url)
     argv = restore_argv(_tool("pg_restore", bin_dir, db), db, dump_file)
-    # a client holding a lock the restore needs makes the server give up in time, not wait beyond the kill
-    options = f"{os.environ.get('PGOPTIONS', '')} -c lock_timeout={int(timeout_s * 1000)}".strip()
-    _run(argv, db, "pg_restore", timeout_s, {"PGOPTIONS": options})
+    _run(argv, db, "pg_restore", timeout_s)
 
 
 def check_tool(name: str, bin_dir: str, url: str) -> None:
