@@ -46,7 +46,7 @@ def main() -> int:
         "pruned_sparse.pt": ["prune", ref, "--method", "unstructured", "--amount", "0.5", "--demonstrations", demos],
     }
     if not args.skip_distill:
-        variants["distilled.pt"] = ["distill", ref, "--rounds", "2", "--episodes", "25"]
+        variants["distilled.pt"] = ["distill", ref, "--rounds", "2", "--episodes", "25", "--epochs", "8"]
     for name, command in variants.items():
         run(*opt, *command, "--out", str(d / f"reference_policy_{name}"))
     models = [ref, fast] + [str(d / f"reference_policy_{name}") for name in variants]

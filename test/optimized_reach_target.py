@@ -4,7 +4,10 @@ safety_node, is the one the node loaded (its sidecar's version in vla/inference_
 named object in at least ~required of ~episodes seeded episodes — edge_reach_target's episodes, judged
 the same way (reach_episode), on the simulator's clock. Then a torch int8 variant (dynamic, linear
 layers) is built from the reference by vla_edge.optimize, hot-swapped in through
-inference_node/load_model, and reaches at least ~swap_required of ~swap_episodes further episodes.
+inference_node/load_model, and reaches at least ~swap_required of ~swap_episodes further episodes; then
+so do the shipped channel-pruned (~pruned_path) and distilled (~distilled_path) variants, each swapped
+in the same way (pre-built beside the reference: a distillation takes minutes of rollouts, more than a
+test may spend; vla_sim's unit tests check their sha256 and lineage back to the reference).
 """
 
 import json
@@ -38,24 +41,30 @@ class OptimizedReachTarget(ReachTarget):
         results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e) for e in range(episodes)]
         self.tasks.publish(String(data="standby"))
         self.assertGreaterEqual(sum(results), required, f"{model.name} reached {sum(results)}/{episodes}: {results}")
-        self._swap_to_int8(reset, first=episodes)
-
-    def _swap_to_int8(self, reset, first: int):
-        swap_episodes, swap_required = int(rospy.get_param("~swap_episodes")), int(rospy.get_param("~swap_required"))
-        reference = Path(rospy.get_param("~reference_path"))
+        swap_episodes = int(rospy.get_param("~swap_episodes"))
+        first = episodes
         with tempfile.TemporaryDirectory(prefix="optimized_reach_") as tmp:
             int8 = Path(tmp) / "reference_policy_int8_linear.pt"
-            version = quantize(reference, int8, "torch-dynamic")["version"]
-            rospy.set_param(names.INFERENCE_NODE + "/model_path", str(int8))
-            rospy.wait_for_service(names.INFERENCE_LOAD_MODEL, timeout=30.0)
-            answer = rospy.ServiceProxy(names.INFERENCE_LOAD_MODEL, Trigger)()
-            self.assertTrue(answer.success, answer.message)
-            self._wait(lambda: self.stats.model_version == version, 30.0, f"vla/inference_stats naming {version}")
-            results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e)
-                       for e in range(first, first + swap_episodes)]
+            version = quantize(Path(rospy.get_param("~reference_path")), int8, "torch-dynamic")["version"]
+            self._swap_and_drive(reset, int8, version, first)
+        for key in ("~pruned_path", "~distilled_path"):
+            first += swap_episodes
+            shipped = Path(rospy.get_param(key))
+            self._swap_and_drive(reset, shipped, json.loads(shipped.with_suffix(".json").read_text())["version"], first)
+
+    def _swap_and_drive(self, reset, model: Path, version: str, first: int):
+        """Points inference_node at `model`, hot-swaps it in, and drives ~swap_episodes episodes from `first`."""
+        swap_episodes, swap_required = int(rospy.get_param("~swap_episodes")), int(rospy.get_param("~swap_required"))
+        rospy.set_param(names.INFERENCE_NODE + "/model_path", str(model))
+        rospy.wait_for_service(names.INFERENCE_LOAD_MODEL, timeout=30.0)
+        answer = rospy.ServiceProxy(names.INFERENCE_LOAD_MODEL, Trigger)()
+        self.assertTrue(answer.success, f"{model.name}: {answer.message}")
+        self._wait(lambda: self.stats.model_version == version, 30.0, f"vla/inference_stats naming {version}")
+        results = [self._episode(reset, FIRST_SEED + e, TARGETS[e % len(TARGETS)], e)
+                   for e in range(first, first + swap_episodes)]
         self.tasks.publish(String(data="standby"))
         self.assertGreaterEqual(sum(results), swap_required,
-                                f"{int8.name} reached {sum(results)}/{swap_episodes}: {results}")
+                                f"{model.name} reached {sum(results)}/{swap_episodes}: {results}")
 
 
 if __name__ == "__main__":
