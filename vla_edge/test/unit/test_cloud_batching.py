@@ -23,18 +23,31 @@ WAIT_S = 20.0
 
 
 class HeldBatches:
-    """run_batch that records each batch and blocks while `hold` is clear."""
+    """run_batch that records each batch, the thread it ran on and how many ran at once, and blocks
+    while `hold` is clear."""
 
     def __init__(self):
         self.hold = threading.Event()
         self.batches: list[list] = []
+        self.threads: list[str] = []
         self.started = threading.Event()
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
 
     def __call__(self, items: list) -> list:
-        self.batches.append(list(items))
-        self.started.set()
-        assert self.hold.wait(WAIT_S)
-        return [ValueError(f"bad {i}") if isinstance(i, str) else i * 10 for i in items]
+        with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            self.batches.append(list(items))
+            self.threads.append(threading.current_thread().name)
+            self.started.set()
+            assert self.hold.wait(WAIT_S)
+            return [ValueError(f"bad {i}") if isinstance(i, str) else i * 10 for i in items]
+        finally:
+            with self._lock:
+                self.running -= 1
 
 
 @pytest.fixture
@@ -212,3 +225,102 @@ def test_async_waiters_answered_once_per_batch_in_order_expired_and_closed(held)
     assert isinstance(closed[0], BatcherClosedError)
     # first batch, the expired one, the second batch (its four at once), the closing, the third batch
     assert settles[:3] == [1, 1, 4] and 1 in settles[3:]
+
+
+def test_lone_async_request_runs_at_once_on_its_loop_after_a_streak_of_singles():
+    # the clock stands still and max_wait_s is huge: a worker that waited for company would never answer
+    run = HeldBatches()
+    run.hold.set()
+    batcher = make(run, max_batch_size=8, max_wait_s=1000.0, clock=lambda: 0.0, inline_after=3)
+
+    async def lone() -> tuple[list, str]:
+        answers = [await asyncio.wait_for(batcher.infer_async(i, WAIT_S, WAIT_S), WAIT_S) for i in range(6)]
+        return answers, threading.current_thread().name
+
+    answers, loop_thread = asyncio.run(lone())
+    assert answers == [0, 10, 20, 30, 40, 50]
+    # three singles through the worker, then the lone client's requests on its own loop
+    assert run.threads == ["batcher"] * 3 + [loop_thread] * 3
+    assert batcher.stats.inline == 3 and batcher.stats.batches == 6 and batcher.stats.items == 6
+    assert batcher.stats.lone_streak == 6 and batcher.in_flight == 0
+    batcher.close()
+
+
+def test_a_batch_above_one_sends_requests_back_to_the_worker(held):
+    batcher = make(held, max_batch_size=8, inline_after=1)
+    held.hold.set()
+    assert asyncio.run(batcher.infer_async(0, WAIT_S, WAIT_S)) == 0  # through the worker: no streak yet
+    assert asyncio.run(batcher.infer_async(1, WAIT_S, WAIT_S)) == 10  # inline
+    held.hold.clear()
+    held.started.clear()
+    batcher.submit(2, WAIT_S)
+    wait_until(held.started.is_set, WAIT_S, "batch running")
+    futures = [batcher.submit(i, WAIT_S) for i in (3, 4)]
+    wait_until(lambda: batcher.depth == 2, WAIT_S, "two queued")
+    held.hold.set()
+    assert [f.result(WAIT_S) for f in futures] == [30, 40]
+    assert batcher.stats.lone_streak == 0  # other clients are around
+    assert asyncio.run(batcher.infer_async(5, WAIT_S, WAIT_S)) == 50
+    assert held.threads[1] != "batcher" and held.threads[-1] == "batcher"
+    assert held.batches[-2:] == [[3, 4], [5]] and batcher.stats.inline == 1
+    batcher.close()
+
+
+def test_requests_ready_together_on_one_loop_still_batch(held):
+    """The first of five requests submitted in one pass of the loop claims the idle batcher, yields once,
+    sees the others queued meanwhile and joins them at the head: one forward pass of five, in order."""
+    held.hold.set()
+    sizes = []
+    batcher = make(held, max_batch_size=8, on_batch=lambda size, _s: sizes.append(size), inline_after=0)
+
+    async def together() -> list:
+        return await asyncio.wait_for(asyncio.gather(*(batcher.infer_async(i, WAIT_S, WAIT_S) for i in range(5)),
+                                                     return_exceptions=True), WAIT_S)
+
+    assert asyncio.run(together()) == [0, 10, 20, 30, 40]
+    assert held.batches == [[0, 1, 2, 3, 4]] and held.threads == ["batcher"]
+    assert batcher.stats.inline == 0 and sizes == [5]
+    batcher.close()
+
+
+def test_an_inline_run_holds_the_worker_one_forward_pass_at_a_time(held):
+    batcher = make(held, max_batch_size=8, max_wait_s=0.0, inline_after=0)
+    answer: list = []
+    loop_thread = threading.Thread(target=lambda: answer.append(asyncio.run(batcher.infer_async(0, WAIT_S, WAIT_S))))
+    loop_thread.start()
+    wait_until(held.started.is_set, WAIT_S, "the inline run in its forward pass")
+    assert held.threads == [loop_thread.name] and batcher.in_flight == 1
+    futures = [batcher.submit(i, WAIT_S) for i in (1, 2)]
+    # a worker that started a batch beside the inline run would take these at once
+    wait_until(lambda: batcher.depth == 2, WAIT_S, "two requests queued behind the inline run")
+    assert len(held.batches) == 1
+    held.hold.set()
+    loop_thread.join(WAIT_S)
+    assert answer == [0]
+    assert [f.result(WAIT_S) for f in futures] == [10, 20]
+    assert held.batches == [[0], [1, 2]] and held.most_running == 1
+    assert batcher.stats.inline == 1 and batcher.stats.batches == 2
+    batcher.close()
+
+
+def test_inline_errors_reach_their_caller_and_leave_the_batcher_idle():
+    def run(items):
+        if items == [None]:
+            raise RuntimeError("forward pass exploded")
+        return [ValueError("bad") if isinstance(i, str) else i for i in items]
+
+    batcher = DynamicBatcher(run, max_batch_size=4, max_wait_s=0.0, inline_after=0)
+
+    async def scenario() -> int:
+        with pytest.raises(ValueError, match="bad"):
+            await batcher.infer_async("x", WAIT_S, WAIT_S)
+        with pytest.raises(RuntimeError, match="exploded"):
+            await batcher.infer_async(None, WAIT_S, WAIT_S)
+        return await batcher.infer_async(4, WAIT_S, WAIT_S)
+
+    assert asyncio.run(scenario()) == 4
+    assert batcher.stats.inline == 2 and batcher.in_flight == 0  # the exploded pass is not counted
+    assert batcher.submit(5, WAIT_S).result(WAIT_S) == 5  # the worker is not held by a failed inline run
+    batcher.close()
+    with pytest.raises(BatcherClosedError):
+        asyncio.run(batcher.infer_async(6, WAIT_S, WAIT_S))

@@ -5,6 +5,7 @@ this package must not reach; bench/cloud_server_bench.py serves it)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -16,10 +17,12 @@ from openpi_client import msgpack_numpy
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from vla_edge.cloud import codec
+from vla_edge.cloud.batching import INLINE_AFTER
 from vla_edge.cloud.protocol import decode_image, encode_image, infer_request
 from vla_edge.cloud.runtime import ServedPolicy
 from vla_edge.encoders import CachedTextEncoder, ImagePreprocessor, make_text_encoder
 from vla_edge.policy import finite_and_clamped, load_policy
+from vla_msgs.waiting import wait_until
 
 TIMEOUT_S = 30.0
 INSTRUCTION = "go to the red cube"
@@ -164,3 +167,51 @@ def test_metrics_in_prometheus_text(server):
     assert "vla_cloud_batch_cap 16.0" in text
     assert "vla_cloud_batch_size_count" in text
     assert 'vla_cloud_model_info{name="test-image",version="cloud-1"} 1.0' in text
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_lone_openpi_client_runs_inline_and_concurrent_clients_batch(server):
+    """A lone WebSocket client's requests run at once on the event loop (the inline counter, batches of
+    one); clients sending at the same time still share forward passes (a batch above one is seen)."""
+    stats = server.service.batcher.stats
+    client = WebsocketClientPolicy(server.ws_host, server.ws_port)
+    for seed in range(INLINE_AFTER):  # forward passes of one in a row: nobody else is around
+        client.infer({"observation/image": frame(seed), "prompt": INSTRUCTION})
+    inline_before = stats.inline
+    for seed in range(5):
+        assert client.infer({"observation/image": frame(seed), "prompt": INSTRUCTION})["actions"].shape == (8, 6)
+    assert stats.inline - inline_before == 5
+    text = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
+    assert _metric(text, "vla_cloud_inline_requests_total") == stats.inline
+
+    clients = [WebsocketClientPolicy(server.ws_host, server.ws_port) for _ in range(8)]
+    batched = threading.Event()
+    failures: list[BaseException] = []
+
+    def send(c: WebsocketClientPolicy, seed: int) -> None:
+        try:
+            while not batched.is_set():
+                c.infer({"observation/image": frame(seed), "prompt": INSTRUCTION})
+        except Exception as exc:  # reported by the assert below
+            failures.append(exc)
+            batched.set()
+
+    def batches_above_one() -> float:
+        text = requests.get(server.http + "/metrics", timeout=TIMEOUT_S).text
+        return _metric(text, "vla_cloud_batch_size_count") - _metric(text, 'vla_cloud_batch_size_bucket{le="1.0"}')
+
+    before = batches_above_one()  # /batch_infer earlier in this module may have batched
+    threads = [threading.Thread(target=send, args=(c, i), daemon=True) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: batches_above_one() > before or bool(failures), 60.0,
+                   "a forward pass of more than one request")
+    finally:
+        batched.set()
+        for thread in threads:
+            thread.join(TIMEOUT_S)
+    assert not failures, failures

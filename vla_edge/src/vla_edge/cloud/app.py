@@ -84,7 +84,9 @@ def create_app(service: CloudService) -> FastAPI:
         try:
             doc = _parse_json(await request.body())
             obs = await run_in_threadpool(parse_infer_request, doc)
-            result = await service.infer(obs)
+            # HTTP keeps the batch worker: its parsing hops to a thread anyway, and a forward pass held on
+            # the loop would hold /health, /metrics and the 503s of every HTTP client with it
+            result = await service.infer(obs, inline=False)
         except Exception as exc:  # every failure becomes an answer with its reason
             return _failure(exc, start)
         service.count("http", "ok", time.perf_counter() - start)
@@ -115,7 +117,7 @@ def create_app(service: CloudService) -> FastAPI:
         start = time.perf_counter()
         try:
             obs = await run_in_threadpool(parse_infer_request, item)
-            result = await service.infer(obs)
+            result = await service.infer(obs, inline=False)
         except Exception as exc:  # one bad item gets its error; the others are answered
             outcome, status = outcome_of(exc)
             service.count("http", outcome, time.perf_counter() - start)

@@ -9,6 +9,15 @@ refuses new ones at once (OverloadedError), so latency cannot grow without bound
 Threads submit with `submit` (a concurrent future each); an event loop submits with `submit_async` (an
 asyncio future each), and the worker answers all of a batch's asyncio waiters of one loop with one
 `call_soon_threadsafe`, not one wake-up of the loop per request.
+
+A lone client's request runs at once on its event loop with `infer_async`, as openpi's server does,
+without the two thread switches to the worker and back: when the last `inline_after` forward passes each
+held one request (nobody else around) and the batcher is idle (no batch running, nothing queued), it
+claims the batcher, yields once so that the loop's other ready requests submit first, and runs alone only
+if none did; otherwise it joins them in the queue, at its head. The loop waits during that forward pass,
+so with other clients around (a batch above one resets the count) requests go to the worker, whose
+forward pass overlaps the loop's work. One forward pass at a time: the worker does not start a batch
+while an inline run or a claim is pending, and an inline run starts only while the worker is idle.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LOG = logging.getLogger(__name__)
+# forward passes of one request in a row before a request may run inline: at 4 clients, inline runs that
+# hold the loop cost more than the thread switches they save (docs/benchmarks.md, "cloud")
+INLINE_AFTER = 8
 
 
 class OverloadedError(RuntimeError):
@@ -109,6 +121,8 @@ class BatchStats:
     expired: int = 0
     rejected: int = 0
     last_batch_size: int = 0
+    inline: int = 0  # requests run at once on the caller's event loop (counted in batches and items too)
+    lone_streak: int = 0  # forward passes of one request in a row, up to now
 
 
 class DynamicBatcher:
@@ -117,9 +131,9 @@ class DynamicBatcher:
     def __init__(self, run_batch: Callable[[list], Sequence[Any]], max_batch_size: int = 16,
                  max_wait_s: float = 0.005, queue_limit: int = 256, cap: AdaptiveCap | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_batch: Callable[[int, float], None] | None = None):
-        if max_batch_size < 1 or queue_limit < 1 or max_wait_s < 0:
-            raise ValueError("max_batch_size and queue_limit must be >= 1, max_wait_s >= 0")
+                 on_batch: Callable[[int, float], None] | None = None, inline_after: int = INLINE_AFTER):
+        if max_batch_size < 1 or queue_limit < 1 or max_wait_s < 0 or inline_after < 0:
+            raise ValueError("max_batch_size and queue_limit must be >= 1, max_wait_s and inline_after >= 0")
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -127,11 +141,14 @@ class DynamicBatcher:
         self.cap = cap
         self.clock = clock
         self.on_batch = on_batch
+        self.inline_after = inline_after
         self.stats = BatchStats()
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self.in_flight = 0  # items taken by the worker and not answered yet
+        self._busy = False  # a forward pass is running (the worker's batch or an inline run)
+        self._claimed = False  # an event loop's request holds the idle batcher while its loop runs once
+        self.in_flight = 0  # items taken by the worker (or run inline) and not answered yet
         self._batch_s = 0.01  # running mean of a batch's duration, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
@@ -158,17 +175,110 @@ class DynamicBatcher:
         self._enqueue(item, timeout_s, future, loop)
         return future
 
+    async def infer_async(self, item: Any, timeout_s: float, grace_s: float, inline: bool = True) -> Any:
+        """One item's result from a coroutine: a lone client's run at once on this loop (when `inline`),
+        others batched by the worker and waited for at most `timeout_s + grace_s`. Raises OverloadedError,
+        DeadlineExceededError, BatcherClosedError or the item's own error."""
+        # the streak read without the lock first: under load (no streak) a request pays one lock, not two
+        if inline and self.stats.lone_streak >= self.inline_after and self._claim():
+            arrived = self.clock()
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            try:
+                # the loop's other ready requests (read in the same pass over the sockets) submit during
+                # this yield: then this one batches with them instead of running alone before them
+                await asyncio.sleep(0)
+            except BaseException:  # cancelled: the claim must not hold the worker
+                with self._cond:
+                    self._claimed = False
+                    self._cond.notify()
+                raise
+            if self._settle_claim(item, arrived, timeout_s, future, loop):
+                return self._run_inline(item)
+        else:
+            future = self.submit_async(item, timeout_s)
+        try:
+            return await asyncio.wait_for(future, timeout_s + grace_s)
+        except TimeoutError as exc:
+            raise DeadlineExceededError("the forward pass did not finish in time") from exc
+
+    def _idle(self) -> bool:
+        return not (self._busy or self._queue or self._claimed or self._closed)
+
+    def _claim(self) -> bool:
+        with self._cond:
+            if self.stats.lone_streak < self.inline_after or not self._idle():
+                return False
+            self._claimed = True
+            return True
+
+    def _settle_claim(self, item: Any, arrived: float, timeout_s: float, future: asyncio.Future,
+                      loop: asyncio.AbstractEventLoop) -> bool:
+        """Ends the claim: True when still idle (the caller runs the item now; the batcher is busy until
+        it is done), else the item is queued at the head (it came before all that wait) for the worker."""
+        with self._cond:
+            self._claimed = False
+            if self._idle():
+                self._busy = True
+                self.in_flight = 1
+                if self.cap:
+                    self.cap.update()  # the memory probe keeps running when a lone client never batches
+                return True
+            try:
+                if self._closed:
+                    raise BatcherClosedError("server is shutting down")
+                self._check_room()
+                self._queue.appendleft(_Pending(item, arrived, arrived + timeout_s, future, loop))
+            finally:
+                self._cond.notify()  # the worker waits while a claim is pending
+            return False
+
+    def _run_inline(self, item: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            try:
+                results = list(self.run_batch([item]))
+                if len(results) != 1:
+                    raise RuntimeError(f"batch of 1 gave {len(results)} results")
+            except Exception:
+                LOG.exception("inline batch of 1 failed")
+                raise
+            elapsed = time.perf_counter() - start
+            self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+            self.stats.batches += 1
+            self.stats.items += 1
+            self.stats.inline += 1
+            self._count_size(1)
+        finally:
+            with self._cond:
+                self._busy = False
+                self.in_flight = 0
+                self._cond.notify()
+        if self.on_batch:
+            self.on_batch(1, elapsed)
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        return results[0]
+
+    def _count_size(self, size: int) -> None:
+        self.stats.last_batch_size = size
+        self.stats.lone_streak = self.stats.lone_streak + 1 if size == 1 else 0
+
+    def _check_room(self) -> None:
+        """Raises OverloadedError when the queue is full (called with the lock held)."""
+        if len(self._queue) >= self.queue_limit:
+            self.stats.rejected += 1
+            batches_ahead = math.ceil(len(self._queue) / max(1, self.current_cap))
+            raise OverloadedError(f"queue full ({self.queue_limit} requests waiting)",
+                                  retry_after_s=max(0.1, batches_ahead * self._batch_s))
+
     def _enqueue(self, item: Any, timeout_s: float, future: concurrent.futures.Future | asyncio.Future,
                  loop: asyncio.AbstractEventLoop | None) -> None:
         now = self.clock()
         with self._cond:
             if self._closed:
                 raise BatcherClosedError("server is shutting down")
-            if len(self._queue) >= self.queue_limit:
-                self.stats.rejected += 1
-                batches_ahead = math.ceil(len(self._queue) / max(1, self.current_cap))
-                raise OverloadedError(f"queue full ({self.queue_limit} requests waiting)",
-                                 retry_after_s=max(0.1, batches_ahead * self._batch_s))
+            self._check_room()
             self._queue.append(_Pending(item, now, now + timeout_s, future, loop))
             self._cond.notify()
 
@@ -203,7 +313,8 @@ class DynamicBatcher:
     def _take(self) -> list[_Pending] | None:
         """Blocks until a batch is due: the cap is reached or the oldest waited max_wait_s."""
         with self._cond:
-            while not self._queue and not self._closed:
+            # an inline run or a pending claim holds the model: one forward pass at a time
+            while (not self._queue or self._busy or self._claimed) and not self._closed:
                 self._cond.wait(0.5)
             if self._closed:
                 return None
@@ -216,6 +327,7 @@ class DynamicBatcher:
                     break
                 self._cond.wait(remaining)
             batch = [self._queue.popleft() for _ in range(min(cap, len(self._queue)))]
+            self._busy = True
         now = self.clock()
         live, expired = [], []
         for p in batch:
@@ -237,23 +349,32 @@ class DynamicBatcher:
             batch = self._take()
             if batch is None:
                 return
-            if not batch:
-                continue
-            start = time.perf_counter()
-            self.in_flight = len(batch)
             try:
-                results = list(self.run_batch([p.item for p in batch]))
-                if len(results) != len(batch):
-                    raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
-            except Exception as exc:  # every waiter must get an answer, the loop must live on
-                LOG.exception("batch of %d failed", len(batch))
-                results = [exc] * len(batch)
-            elapsed = time.perf_counter() - start
-            self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
-            self.stats.batches += 1
-            self.stats.items += len(batch)
-            self.stats.last_batch_size = len(batch)
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _run(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        start = time.perf_counter()
+        self.in_flight = len(batch)
+        try:
+            results = list(self.run_batch([p.item for p in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+        except Exception as exc:  # every waiter must get an answer, the loop must live on
+            LOG.exception("batch of %d failed", len(batch))
+            results = [exc] * len(batch)
+        elapsed = time.perf_counter() - start
+        self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self._count_size(len(batch))
+        with self._cond:  # idle before the answers go out: a lone client's next request may run inline
+            self._busy = False
             self.in_flight = 0
-            self._answer(list(zip(batch, results, strict=True)))
-            if self.on_batch:
-                self.on_batch(len(batch), elapsed)
+        self._answer(list(zip(batch, results, strict=True)))
+        if self.on_batch:
+            self.on_batch(len(batch), elapsed)

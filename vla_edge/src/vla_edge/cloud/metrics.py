@@ -1,5 +1,6 @@
 """The service's Prometheus metrics (own registry, `vla_cloud_` prefix): requests by transport and
-outcome, batch sizes, forward and request times, queue depth, batch cap and its changes."""
+outcome, batch sizes, forward and request times, queue depth, batch cap and its changes, requests run
+inline."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ _TIME_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1
 
 
 class _Live(Collector):
-    """Values read when scraped: queue depth, batch cap, cap changes, memory fraction, model info."""
+    """Values read when scraped: queue depth, batch cap, cap changes, inline requests, memory fraction, model
+    info."""
 
     def __init__(self, read: Callable[[], dict]):
         self.read = read
@@ -28,6 +30,8 @@ class _Live(Collector):
                                 value=v["memory_fraction"])
         yield CounterMetricFamily("vla_cloud_batch_cap_changes", "times the adaptive cap changed",
                                   value=v["cap_changes"])
+        yield CounterMetricFamily("vla_cloud_inline_requests", "requests run at once on an idle batcher, "
+                                  "on the event loop without the batch worker", value=v["inline"])
         info = GaugeMetricFamily("vla_cloud_model_info", "served model", labels=["name", "version"])
         info.add_metric([v["model_name"], v["model_version"]], 1)
         yield info

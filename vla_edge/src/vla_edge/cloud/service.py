@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -68,6 +67,7 @@ class CloudService:
     def _live(self) -> dict:
         return {"queue_depth": self.batcher.depth, "batch_cap": self.batcher.current_cap,
                 "memory_fraction": self.cap.last_fraction, "cap_changes": self.cap.changes,
+                "inline": self.batcher.stats.inline,
                 "model_name": self.metadata["model_name"], "model_version": self.metadata["model_version"]}
 
     def health(self) -> dict:
@@ -76,16 +76,13 @@ class CloudService:
                 "queue_depth": self.batcher.depth, "worker": self.worker,
                 "uptime_s": round(time.time() - self.started, 1)}
 
-    async def infer(self, obs: Observation) -> dict:
-        """One request through the batcher. Raises RequestError, OverloadedError, DeadlineExceededError, or the
+    async def infer(self, obs: Observation, inline: bool = True) -> dict:
+        """One request through the batcher: a lone client's run at once on this event loop when `inline`,
+        others batched by its worker. Raises RequestError, OverloadedError, DeadlineExceededError, or the
         policy's error for this sample."""
         self.served.check(obs)
         deadline_s = min(self.config.deadline_ms, obs.deadline_ms or math.inf) / 1000.0
-        future = self.batcher.submit_async(obs, deadline_s)
-        try:
-            return await asyncio.wait_for(future, deadline_s + FORWARD_GRACE_S)
-        except TimeoutError as exc:
-            raise DeadlineExceededError("the forward pass did not finish in time") from exc
+        return await self.batcher.infer_async(obs, deadline_s, FORWARD_GRACE_S, inline)
 
     def count(self, transport: str, outcome: str, seconds: float | None = None) -> None:
         self.metrics.requests.labels(transport, outcome).inc()
