@@ -11,7 +11,8 @@ through the same runtime (`ServedPolicy`, one sample per call).
 `--baseline REV` also serves the cloud server's code as of git revision REV (its vla_edge package
 exported to a temporary directory, first on PYTHONPATH) in the same run, for a before/after on the same
 minute. Each row gives the CPU the server and the client processes used over the measured window, in
-cores (2.0 = both cores of this machine), to show what the clients leave to the server.
+cores (2.0 = both cores of this machine), to show what the clients leave to the server, and for ours the
+mean batch and the share of requests run inline (from /metrics, over the row with its warm-up).
 
 Usage: python bench/cloud_server_bench.py [--seconds S] [--clients 1,4,16] [--baseline REV] [--rounds N]
 (results: docs/benchmarks.md)
@@ -120,6 +121,16 @@ def load(port: int, clients: int, warmup_s: float, seconds: float,
     client_cores = sum(g[1] for g in got) / seconds
     return (len(lat) / seconds, float(np.percentile(lat, 50) * 1e3), float(np.percentile(lat, 99) * 1e3),
             server_cores, client_cores)
+
+
+def batching(http_port: int) -> tuple[float, float, float]:
+    """(forward passes, requests in them, requests run inline) so far, from the server's /metrics (a
+    revision before the inline path has no inline counter: 0)."""
+    text = requests.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    return (values["vla_cloud_batch_size_count"], values["vla_cloud_batch_size_sum"],
+            values.get("vla_cloud_inline_requests_total", 0.0))
 
 
 def baseline_env(rev: str, directory: Path) -> dict[str, str]:
@@ -234,7 +245,7 @@ def main() -> None:
     print(f"model alone: {limit1:.0f} samples/s at batch 1, {limit16:.0f} samples/s at batch 16")
 
     ours_ws, ours_http = free_port(), free_port()
-    servers: list[tuple[str, int, ProcessGroup]] = []
+    servers: list[tuple[str, int, ProcessGroup, int | None]] = []  # name, ws port, process, http port
 
     def ours(name: str, ws: int, http: int, env: dict[str, str] | None = None) -> ProcessGroup:
         return start([sys.executable, "-m", "vla_edge.cloud", "--model", str(MODEL), "--host", "127.0.0.1",
@@ -246,32 +257,37 @@ def main() -> None:
         ref_port = free_port()
         ref = start([sys.executable, __file__, "--serve-openpi", str(ref_port)], logdir / "ref.log",
                     "openpi reference ready")
-        servers.append(("openpi-server", ref_port, ref))
+        servers.append(("openpi-server", ref_port, ref, None))
         wait_until(lambda: _answers(f"http://127.0.0.1:{ref_port}/healthz"), 60, "reference listening")
         if args.baseline:
             rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline], check=True,
                                  capture_output=True, text=True).stdout.strip()
-            base_ws = free_port()
+            base_ws, base_http = free_port(), free_port()
             servers.append((f"vla cloud_server @{rev}", base_ws,
-                            ours("baseline", base_ws, free_port(), baseline_env(rev, logdir))))
-        servers.append(("vla cloud_server", ours_ws, ours("ours", ours_ws, ours_http)))
+                            ours("baseline", base_ws, base_http, baseline_env(rev, logdir)), base_http))
+        servers.append(("vla cloud_server", ours_ws, ours("ours", ours_ws, ours_http), ours_http))
         print("\n| clients | server | requests/s | p50 ms | p99 ms | of batch-16 model limit | server cores "
-              "| client cores |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| client cores | mean batch, inline |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for n in counts:
             # later rounds run the servers in the other order: the machine's load drifts within a minute
             order = [servers if r % 2 == 0 else servers[::-1] for r in range(args.rounds)]
-            for name, port, group in (entry for round_ in order for entry in round_):
+            for name, port, group, http in (entry for round_ in order for entry in round_):
+                before = batching(http) if http else None
                 rps, p50, p99, server_cores, client_cores = load(port, n, args.warmup, args.seconds,
                                                                   group.proc.pid)
+                shape = "-"
+                if before is not None:
+                    passes, items, inline = (b - a for a, b in zip(before, batching(http), strict=True))
+                    shape = f"{items / max(passes, 1):.2f}, {100 * inline / max(items, 1):.0f} %"
                 print(f"| {n} | {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {100 * rps / limit16:.0f} % | "
-                      f"{server_cores:.2f} | {client_cores:.2f} |", flush=True)
+                      f"{server_cores:.2f} | {client_cores:.2f} | {shape} |", flush=True)
         print("\n| HTTP path | ms per frame |")
         print("|---|---|")
         for name, ms in http_rows(ours_http):
             print(f"| {name} | {ms:.2f} |")
     finally:
-        for _, _, group in servers:
+        for _, _, group, _ in servers:
             group.stop()
     print("\n| frame | JPEG quality | raw KiB | JPEG KiB | base64 KiB | encode ms | decode ms |")
     print("|---|---|---|---|---|---|---|")
