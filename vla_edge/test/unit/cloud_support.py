@@ -14,6 +14,12 @@ from vla_edge.cloud.config import CloudServerConfig
 from vla_edge.cloud.runtime import ServedPolicy
 from vla_edge.cloud.server import CloudServer
 from vla_edge.cloud.service import CloudService
+from vla_edge.cloud_client import CircuitBreaker, CloudClient, CloudPolicy
+from vla_edge.config import InferenceConfig
+from vla_edge.controller import InferenceController, Runtime
+from vla_edge.encoders import CachedTextEncoder, HashedTextEncoder
+from vla_edge.modes import ModeSwitch
+from vla_edge.policy import load_policy
 from vla_edge.testing import sidecar, write_policy
 from vla_monitoring.config import build_config
 from vla_msgs.launching import free_port
@@ -53,6 +59,22 @@ def running_server(served: ServedPolicy, token: str | None = None, **settings) -
         yield Running(server)
     finally:
         server.stop()
+
+
+def cloud_controller(policy_file: Path, url: str, mode: str, clock, breaker: CircuitBreaker, reports: list,
+                     errors: list | None = None, token: str = "", read_timeout_s: float = 1.0,
+                     **params) -> tuple[InferenceController, CloudPolicy]:
+    """An inference controller in `mode` (hybrid or cloud) with its cloud policy at url: the edge policy from
+    policy_file, hashed words, cloud answers appended to reports, error types to errors. Close both when done."""
+    policy = load_policy(policy_file)
+    encoder = CachedTextEncoder(HashedTextEncoder(policy.spec.language_dim))
+    config = build_config(InferenceConfig, {"model_path": "x", "cloud_url": url, "mode": mode, **params})
+    cloud_policy = CloudPolicy(CloudClient(url, token=token, read_timeout_s=read_timeout_s), breaker, clock)
+    sink = errors if errors is not None else []
+    ctl = InferenceController(config, Runtime.build(policy, encoder, cloud_policy), clock=clock,
+                              modes=ModeSwitch.for_cloud(True, mode), on_cloud=reports.append,
+                              on_error=lambda t, m, c: sink.append(t))
+    return ctl, cloud_policy
 
 
 class ScriptedCloud:

@@ -11,7 +11,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from cloud_support import CLOUD_VALUE, ScriptedCloud
+from cloud_support import CLOUD_VALUE, ScriptedCloud, cloud_controller
 
 from vla_edge.cloud_client import (
     BreakerState,
@@ -25,10 +25,8 @@ from vla_edge.cloud_client import (
     CloudUnavailableError,
 )
 from vla_edge.config import InferenceConfig
-from vla_edge.controller import ErrorType, Frame, InferenceController, Runtime, StepOutcome
-from vla_edge.encoders import CachedTextEncoder, HashedTextEncoder
+from vla_edge.controller import ErrorType, Frame, StepOutcome
 from vla_edge.modes import ModeSwitch
-from vla_edge.policy import load_policy
 from vla_monitoring.config import build_config
 from vla_msgs.launching import free_port
 from vla_msgs.tasks import parse_task_command
@@ -204,13 +202,8 @@ def make_cloud_controller(make_policy, clock, cloud):
     made = []
 
     def _make(mode: str, reports: list, errors: list | None = None, **params):
-        policy = load_policy(make_policy("image", chunk=4))
-        encoder = CachedTextEncoder(HashedTextEncoder(policy.spec.language_dim))
-        config = build_config(InferenceConfig, {"model_path": "x", "cloud_url": cloud.url, "mode": mode, **params})
-        cloud_policy = CloudPolicy(CloudClient(cloud.url), _breaker(clock), clock)
-        ctl = InferenceController(config, Runtime.build(policy, encoder, cloud_policy), clock=clock,
-                                  modes=ModeSwitch.for_cloud(True, mode), on_cloud=reports.append,
-                                  on_error=lambda t, m, c: (errors if errors is not None else []).append(t))
+        ctl, cloud_policy = cloud_controller(make_policy("image", chunk=4), cloud.url, mode, clock, _breaker(clock),
+                                             reports, errors, **params)
         made.append((ctl, cloud_policy))
         return ctl
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from cloud_support import ScriptedCloud, running_server
+from cloud_support import ScriptedCloud, cloud_controller, running_server
 
 from vla_edge.cloud_client import (
     RETRY_AFTER_DEFAULT_S,
@@ -31,10 +31,7 @@ from vla_edge.cloud_client import (
     parse_retry_after,
 )
 from vla_edge.config import InferenceConfig
-from vla_edge.controller import ErrorType, Frame, InferenceController, Runtime, StepOutcome
-from vla_edge.encoders import CachedTextEncoder, HashedTextEncoder
-from vla_edge.modes import ModeSwitch
-from vla_edge.policy import load_policy
+from vla_edge.controller import ErrorType, Frame, InferenceController, StepOutcome
 from vla_monitoring.config import ConfigError, build_config
 from vla_msgs.tasks import parse_task_command
 from vla_msgs.waiting import wait_until
@@ -310,14 +307,8 @@ def make_controller(make_policy, clock):
     made = []
 
     def _make(url: str, mode: str, reports: list, errors: list, token: str = "") -> InferenceController:
-        policy = load_policy(make_policy("image", chunk=4))
-        encoder = CachedTextEncoder(HashedTextEncoder(policy.spec.language_dim))
-        config = build_config(InferenceConfig, {"model_path": "x", "cloud_url": url, "mode": mode,
-                                                "prefetch_lead": 0.0})
-        cloud_policy = CloudPolicy(CloudClient(url, token=token, read_timeout_s=30.0), _breaker(clock), clock)
-        ctl = InferenceController(config, Runtime.build(policy, encoder, cloud_policy), clock=clock,
-                                  modes=ModeSwitch.for_cloud(True, mode), on_cloud=reports.append,
-                                  on_error=lambda t, m, c: errors.append(t))
+        ctl, cloud_policy = cloud_controller(make_policy("image", chunk=4), url, mode, clock, _breaker(clock), reports,
+                                             errors, token=token, read_timeout_s=30.0, prefetch_lead=0.0)
         made.append((ctl, cloud_policy))
         return ctl
 

@@ -92,6 +92,21 @@ class Server:
         self.thread.join(30.0)
 
 
+def loaded():
+    """The hot swap of an updater under test: the model loaded."""
+    return True, "loaded"
+
+
+def passes(_pending):
+    """The health watch of an updater under test: healthy."""
+    return True, "healthy"
+
+
+def fails(_pending):
+    """The health watch of an updater under test: unhealthy, so it rolls back."""
+    return False, "vla_health unhealthy"
+
+
 class Reports(list):
     def __call__(self, status, version, previous, progress, message):
         self.append((str(status), version, previous, progress, message))

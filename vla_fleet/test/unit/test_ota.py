@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ota_support import Keys, Server, build, crafted, snapshot, updater
+from ota_support import Keys, Server, build, crafted, fails, loaded, passes, snapshot, updater
 
 from vla_fleet import release
 from vla_fleet.ota.package import Caps, FileEntry, PackageError, verify_tree
@@ -21,19 +21,6 @@ from vla_fleet.ota.signing import PUBLIC_KEY_NAME, SignatureError, digest_file, 
 from vla_fleet.ota.updater import CRASH_POINTS, UpdateError
 
 HERE = Path(__file__).resolve().parent
-
-
-def loaded():
-    return True, "loaded"
-
-
-
-def passes(_pending):
-    return True, "healthy"
-
-
-def fails(_pending):
-    return False, "vla_health unhealthy"
 
 
 @pytest.fixture

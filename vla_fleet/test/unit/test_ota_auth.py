@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ota_support import Keys, Server, build, updater
+from ota_support import Keys, Server, build, loaded, passes, updater
 
 from vla_fleet.ota.auth import RobotToken, RobotTokens, TokenFileError, load_token, parse_tokens
 from vla_msgs.launching import ProcessGroup, free_port
@@ -25,14 +25,6 @@ robot_1 tok-robot-1
 robot_2   tok-robot-2   # a comment after the token is not allowed: see the parse test
 """
 GOOD = "# robot tokens\nrobot_1 tok-robot-1\n\nrobot_2 tok-robot-2\n* tok-fleet\n"
-
-
-def loaded():
-    return True, "loaded"
-
-
-def passes(_pending):
-    return True, "healthy"
 
 
 @pytest.fixture
