@@ -5,7 +5,7 @@ Scenario `reach`: garbage on /task_assignment is dropped; an assignment of the n
 started, then succeeded only after sim/state said this robot reached this task's target, exactly
 once, and the robot is available again. Scenario `estop`: an e-stop mid-task hands the task back
 (cancelled, reason emergency stop: the manager queues it again without spending a retry),
-/robot_status says error, and a new assignment is refused.
+/robot_status says error, and a new assignment is handed back too (cancelled, not failed).
 Times are simulated seconds (the launch runs every node on the simulator's /clock).
 """
 
@@ -100,8 +100,10 @@ class FleetAgent(unittest.TestCase):
         self.assertIsNone(w.robot_status(ROBOT)["current_task_id"])
         self.assign.publish(assignment(ROBOT, "estop-2", f"go to the {far[1]}"))
         w.wait(lambda: w.states_of("estop-2"), SETTLE_S, "estop-2 answered")
-        self.assertEqual(w.states_of("estop-2"), ["failed"])
-        (refusal, _), = w.feedback_of("estop-2", "failed")
+        # handed back, not failed: the robot's state is at fault, not the task (no retry spent)
+        self.assertEqual(w.states_of("estop-2"), ["cancelled"])
+        (refusal, _), = w.feedback_of("estop-2", "cancelled")
+        self.assertIn("handed back", refusal["reason"])
         self.assertIn("emergency stop", refusal["reason"])
 
 

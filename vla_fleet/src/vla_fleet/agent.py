@@ -214,7 +214,10 @@ class RobotAgent:
             raise AssignmentError(f"task {task_id}: 'coordination' is not an object")
         refusal = self._unavailable(now)
         if refusal:
-            out.feedback.append(Feedback(task_id, TaskState.FAILED, refusal, coordination))
+            # handed back, as a fault hands back a running task: the robot's state, not the task, is at fault,
+            # and the manager (whose view of this robot may be up to a status period old) queues it again
+            # without spending a retry
+            out.feedback.append(Feedback(task_id, TaskState.CANCELLED, f"handed back: {refusal}", coordination))
             return out
         self.task = _Task(task_id, description, now, command, now, coordination=coordination)
         if self.last_task is not None and self.last_task.task_id == task_id:

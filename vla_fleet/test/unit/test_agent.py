@@ -101,6 +101,17 @@ def test_fault_hands_the_task_back_and_reports_error(fault, reason):
     assert refused.feedback[0].state == TaskState.FAILED and refused.commands == []
 
 
+def test_an_assignment_while_in_error_is_handed_back_not_failed():
+    # the manager's view of a robot is up to a status period old: a robot that turned critical meanwhile
+    # hands the task back (pending again, no retry spent) instead of failing it
+    a = agent()
+    a.note_health({"overall_status": False, "level": "critical", "components": {"safety_node": False}})
+    out = a.note_assignment(1.0, assign())
+    assert [(f.task_id, f.state) for f in out.feedback] == [("t1", TaskState.CANCELLED)]
+    assert out.feedback[0].reason == "handed back: robot_1 in error: health critical (safety_node)"
+    assert out.commands == [] and a.status(1.0).current_task_id == ""
+
+
 def test_degraded_health_is_not_a_failure_and_recovery_clears_the_error():
     a = agent()
     a.note_health({"overall_status": False, "level": "degraded"})
@@ -123,7 +134,8 @@ def test_low_battery_charges_then_returns():
     out = a.tick(1.0)
     assert out.commands == ["go to the dock"]
     assert a.status(1.0).status == RobotState.CHARGING
-    assert a.note_assignment(1.0, assign()).feedback[0].state == TaskState.FAILED
+    refused = a.note_assignment(1.0, assign()).feedback[0]
+    assert (refused.state, refused.reason) == (TaskState.CANCELLED, "handed back: robot_1 is charging (battery 15.0 %)")
     a.note_battery(2.0, 0.5)
     a.tick(2.0)
     assert a.status(2.0).status == RobotState.CHARGING

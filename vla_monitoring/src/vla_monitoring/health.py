@@ -130,6 +130,11 @@ class HealthMonitor:
             raise ValueError(f"no probe named {name!r} (known: {', '.join(self.probe_names)})")
         self._probes[name] = (bool(healthy), "" if healthy else reason)
 
+    def probed(self) -> bool:
+        """Whether every probe has a first result (an answer, or its deadline passed): before that, a
+        component is not known to be down, only not checked yet, and no verdict is given."""
+        return all(name in self._probes for name in self.probe_names)
+
     # ------------------------------------------------------------------ verdict
     def _vision(self, now_s: float) -> ComponentState:
         if not self._frames:

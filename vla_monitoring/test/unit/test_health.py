@@ -122,8 +122,13 @@ def test_communication_combines_master_and_cloud():
     mon = HealthMonitor(build_config(HealthConfig, {"cloud_health_url": "http://cloud:8080/health"}))
     assert mon.probe_names == [MASTER_PROBE, CLOUD_PROBE, "safety_node"]
     assert by_name(mon.report(100.0))["communication"].reason == "master: not checked yet; cloud: not checked yet"
+    assert not mon.probed()  # health_node gives no verdict yet
     mon.set_probe(MASTER_PROBE, True)
     assert by_name(mon.report(100.0))["communication"].reason == "cloud: not checked yet"
+    mon.set_probe("safety_node", False, "not registered with the master")
+    assert not mon.probed()
+    mon.set_probe(CLOUD_PROBE, False, "no answer in 1 s")  # a deadline passed is a first result too
+    assert mon.probed()
     assert HealthMonitor(HealthConfig()).probe_names == [MASTER_PROBE, "safety_node"]  # no URL, no cloud probe
     mon.set_probe(CLOUD_PROBE, False, "no answer in 1 s")
     comm = by_name(mon.report(100.0))["communication"]

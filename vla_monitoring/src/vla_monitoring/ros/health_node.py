@@ -99,6 +99,10 @@ class HealthNode:
             with self.lock:
                 for name, result in results.items():
                     self.monitor.set_probe(name, result.healthy, result.reason)
+                if not self.monitor.probed():
+                    # no verdict before the first check of each probe (each bounded by its deadline): a
+                    # "critical: not checked yet" at every start-up made agents refuse or hand back tasks
+                    return
                 report = self.monitor.report(self.clock())
             self.report = report
             self._publish(report)
